@@ -1,0 +1,23 @@
+//! Portcullis: an authenticating reverse proxy for API keys, organizations,
+//! workspaces and roles.
+//!
+//! A request flows through [`routing`] (canonical path and route rule),
+//! [`credential`] (key shape and hash), [`cache`] and [`store`] (who the key
+//! acts for), [`authz`] (workspace and permission), and [`proxy`] (forwarding
+//! with identity headers). [`server`] runs it on a listener; [`cli`] is the
+//! command line.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod authz;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod credential;
+pub mod error;
+pub mod identity;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod store;

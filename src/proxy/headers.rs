@@ -1,0 +1,137 @@
+//! Header rewriting between client and upstream.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::IdentityHeaders;
+use crate::identity::{Identity, Principal, WorkspaceGrant};
+
+/// The credential headers the gateway reads.
+pub static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The workspace's retention tier, sent upstream.
+pub static RETENTION_TIER: HeaderName = HeaderName::from_static("x-auth-retention-tier");
+
+/// Removes hop-by-hop headers (RFC 9110 section 7.6.1): the fixed list,
+/// and every header that `Connection` names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Removes every client-sent copy of the identity headers, and the
+/// credential unless the route forwards it.
+pub fn remove_client_identity(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    keep_credential: bool,
+) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| names.is_identity_header(name))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    if !keep_credential {
+        headers.remove(&API_KEY);
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Appends the `X-Forwarded-*` headers for this hop.
+pub fn append_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    append_list(headers, &X_FORWARDED_FOR, &client.to_string());
+    append_list(headers, &X_FORWARDED_PROTO, proto);
+    if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        append_list(headers, &X_FORWARDED_HOST, host);
+    }
+}
+
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    let existing: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = if existing.is_empty() {
+        value.to_string()
+    } else {
+        format!("{}, {value}", existing.join(", "))
+    };
+    if let Ok(joined) = HeaderValue::from_str(&joined) {
+        headers.insert(name.clone(), joined);
+    }
+}
+
+/// Inserts the identity the gateway resolved.
+pub fn inject_identity(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    identity: &Identity,
+    grant: &WorkspaceGrant,
+) {
+    match identity.principal {
+        Principal::User(_) => {
+            if let Some(id) = &identity.principal_header {
+                headers.insert(names.user_id.clone(), id.clone());
+            }
+        }
+        Principal::ServiceAccount(_) => {
+            if let Some(id) = &identity.principal_header {
+                headers.insert(names.service_account_id.clone(), id.clone());
+            }
+        }
+        Principal::Workspace => {}
+    }
+    headers.insert(names.org_id.clone(), identity.org_id_header.clone());
+    headers.insert(names.workspace_id.clone(), grant.workspace_header.clone());
+    headers.insert(names.tenant_id.clone(), grant.workspace_header.clone());
+    headers.insert(names.role.clone(), grant.role.name_header().clone());
+    headers.insert(
+        names.permissions.clone(),
+        grant.role.permissions_header().clone(),
+    );
+    headers.insert(names.key_id.clone(), identity.key_id_header.clone());
+    headers.insert(
+        names.key_kind.clone(),
+        HeaderValue::from_static(identity.kind.as_str()),
+    );
+    headers.insert(
+        RETENTION_TIER.clone(),
+        HeaderValue::from_static(grant.retention.as_str()),
+    );
+}
