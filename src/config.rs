@@ -218,7 +218,7 @@ impl IdentityHeaders {
         let name = name.as_str();
         if name.contains('_') {
             let mapped = name.replace('_', "-");
-            self.normalized.iter().any(|n| *n == mapped)
+            self.normalized.contains(&mapped)
         } else {
             self.normalized.iter().any(|n| n == name)
         }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+#[allow(unused_imports)]
 pub use self::http::{send, send_raw, HttpResponse};
 pub use upstream::Upstream;
 

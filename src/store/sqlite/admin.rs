@@ -1,7 +1,7 @@
 //! Writes to the SQLite store: bootstrap, principals, memberships and the
 //! key lifecycle. Each operation is one transaction.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{key_from_row, parse_uuid, SqliteStore, KEY_COLUMNS};
@@ -44,7 +44,7 @@ impl SqliteStore {
     }
 
     /// Creates a shared organization on `plan`, one workspace, and a user
-    /// who is its Organization Admin.
+    /// who is its Organization Admin, in one transaction.
     pub fn setup(
         &self,
         organization: &str,
@@ -52,11 +52,14 @@ impl SqliteStore {
         email: &str,
         plan: &str,
     ) -> Result<Setup, StoreError> {
-        let org = self.create_organization(organization, plan, false)?;
-        let ws = self.create_workspace(org, workspace)?;
-        let user = self.create_user(email)?;
-        self.add_organization_member(org, user, ORGANIZATION_ADMIN)?;
-        self.add_workspace_member(ws, user, WORKSPACE_ADMIN)?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let org = insert_organization(&tx, organization, plan, false)?;
+        let ws = insert_workspace(&tx, org, workspace)?;
+        let user = insert_user(&tx, email)?;
+        upsert_organization_member(&tx, org, user, ORGANIZATION_ADMIN)?;
+        upsert_workspace_member(&tx, ws, user, WORKSPACE_ADMIN)?;
+        tx.commit()?;
         Ok(Setup {
             organization_id: org,
             workspace_id: ws,
@@ -70,31 +73,14 @@ impl SqliteStore {
         plan: &str,
         personal: bool,
     ) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
-        self.lock().execute(
-            "INSERT INTO organizations (id, name, is_personal, plan_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.to_string(), name, personal, plan, unix_now()],
-        )?;
-        Ok(id)
+        insert_organization(&self.lock(), name, plan, personal)
     }
 
     /// Creates a workspace with the default tag keys.
     pub fn create_workspace(&self, organization: Uuid, name: &str) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
-        let now = unix_now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO workspaces (id, organization_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id.to_string(), organization.to_string(), name, now],
-        )?;
-        for key in DEFAULT_TAG_KEYS {
-            tx.execute(
-                "INSERT INTO tag_keys (id, workspace_id, key, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![Uuid::new_v4().to_string(), id.to_string(), key, now],
-            )?;
-        }
+        let id = insert_workspace(&tx, organization, name)?;
         tx.commit()?;
         Ok(id)
     }
@@ -112,12 +98,7 @@ impl SqliteStore {
     }
 
     pub fn create_user(&self, email: &str) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
-        self.lock().execute(
-            "INSERT INTO users (id, email, created_at) VALUES (?1, ?2, ?3)",
-            params![id.to_string(), email, unix_now()],
-        )?;
-        Ok(id)
+        insert_user(&self.lock(), email)
     }
 
     pub fn add_organization_member(
@@ -126,13 +107,7 @@ impl SqliteStore {
         user: Uuid,
         role: &str,
     ) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO organization_members (organization_id, user_id, role_id, created_at)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (organization_id, user_id) DO UPDATE SET role_id = excluded.role_id",
-            params![organization.to_string(), user.to_string(), role, unix_now()],
-        )?;
-        Ok(())
+        upsert_organization_member(&self.lock(), organization, user, role)
     }
 
     pub fn add_workspace_member(
@@ -141,13 +116,7 @@ impl SqliteStore {
         user: Uuid,
         role: &str,
     ) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (workspace_id, user_id) DO UPDATE SET role_id = excluded.role_id",
-            params![workspace.to_string(), user.to_string(), role, unix_now()],
-        )?;
-        Ok(())
+        upsert_workspace_member(&self.lock(), workspace, user, role)
     }
 
     pub fn remove_workspace_member(&self, workspace: Uuid, user: Uuid) -> Result<bool, StoreError> {
@@ -347,7 +316,7 @@ impl SqliteStore {
     }
 }
 
-fn get_key(conn: &rusqlite::Connection, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+fn get_key(conn: &Connection, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
         params![id.to_string()],
@@ -355,4 +324,75 @@ fn get_key(conn: &rusqlite::Connection, id: Uuid) -> Result<Option<KeyRecord>, S
     )
     .optional()?
     .transpose()
+}
+
+fn insert_organization(
+    conn: &Connection,
+    name: &str,
+    plan: &str,
+    personal: bool,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    conn.execute(
+        "INSERT INTO organizations (id, name, is_personal, plan_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id.to_string(), name, personal, plan, unix_now()],
+    )?;
+    Ok(id)
+}
+
+/// Inserts a workspace and its default tag keys; run inside a transaction.
+fn insert_workspace(conn: &Connection, organization: Uuid, name: &str) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    let now = unix_now();
+    conn.execute(
+        "INSERT INTO workspaces (id, organization_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id.to_string(), organization.to_string(), name, now],
+    )?;
+    for key in DEFAULT_TAG_KEYS {
+        conn.execute(
+            "INSERT INTO tag_keys (id, workspace_id, key, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![Uuid::new_v4().to_string(), id.to_string(), key, now],
+        )?;
+    }
+    Ok(id)
+}
+
+fn insert_user(conn: &Connection, email: &str) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    conn.execute(
+        "INSERT INTO users (id, email, created_at) VALUES (?1, ?2, ?3)",
+        params![id.to_string(), email, unix_now()],
+    )?;
+    Ok(id)
+}
+
+fn upsert_organization_member(
+    conn: &Connection,
+    organization: Uuid,
+    user: Uuid,
+    role: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO organization_members (organization_id, user_id, role_id, created_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (organization_id, user_id) DO UPDATE SET role_id = excluded.role_id",
+        params![organization.to_string(), user.to_string(), role, unix_now()],
+    )?;
+    Ok(())
+}
+
+fn upsert_workspace_member(
+    conn: &Connection,
+    workspace: Uuid,
+    user: Uuid,
+    role: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET role_id = excluded.role_id",
+        params![workspace.to_string(), user.to_string(), role, unix_now()],
+    )?;
+    Ok(())
 }
