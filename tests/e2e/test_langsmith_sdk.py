@@ -771,6 +771,28 @@ def test_httpbin_echo_shows_identity(gateway):
         assert all(secret not in value for value in headers.values())
 
 
+def test_httpbin_bearer_key_removed(gateway):
+    response = requests.post(
+        f"{gateway.url}/httpbin/anything/runs?show_env=1",
+        json={"name": "bearer-run"},
+        headers={
+            "Authorization": f"Bearer {gateway.api_key}",
+            "x-tenant-id": gateway.workspace_id,
+        },
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
+    headers = {
+        name.lower(): value for name, value in response.json()["headers"].items()
+    }
+    assert "authorization" not in headers
+    assert headers.get("x-auth-user-id") == gateway.user_id
+    assert headers.get("x-auth-key-kind") == "pat"
+    for secret in key_secrets(gateway.api_key):
+        assert all(secret not in value for value in headers.values())
+
+
 def test_httpbin_query_string_forwarded(gateway):
     response = requests.get(
         f"{gateway.url}/httpbin/get",
@@ -882,6 +904,38 @@ def test_sdk_custom_role_header_replaced(gateway, fake_upstream, make_client):
         assert (
             "spoofed" not in value
         ), f"client value reached the upstream in {header}: {value}"
+
+
+def test_sdk_without_workspace_id(gateway, fake_upstream, make_client):
+    # A key that reaches only one workspace needs no X-Tenant-Id, because the
+    # gateway then forwards to that workspace.
+    mark = fake_upstream.mark()
+    client = make_client(gateway.api_key, auto_batch_tracing=False, workspace_id=None)
+
+    datasets = list(client.list_datasets())
+
+    assert [dataset.name for dataset in datasets] == ["e2e-dataset"]
+    records = find(fake_upstream.requests_since(mark), "GET", "/datasets")
+    assert len(records) == 1
+    assert_forwarded_with_identity(records, gateway)
+
+
+def test_unrouted_path_not_forwarded(gateway, fake_upstream):
+    mark = fake_upstream.mark()
+    headers = {"x-api-key": gateway.api_key, "x-tenant-id": gateway.workspace_id}
+
+    unknown_path = requests.get(
+        f"{gateway.url}/feedback", headers=headers, timeout=HTTP_TIMEOUT_SECONDS
+    )
+    unknown_method = requests.delete(
+        f"{gateway.url}/datasets", headers=headers, timeout=HTTP_TIMEOUT_SECONDS
+    )
+
+    assert unknown_path.status_code == 404, unknown_path.text
+    assert unknown_method.status_code in (404, 405), unknown_method.text
+    for response in (unknown_path, unknown_method):
+        assert isinstance(response.json().get("error"), str), response.text
+    assert fake_upstream.requests_since(mark) == []
 
 
 def test_foreign_tenant_id_not_forwarded(gateway, fake_upstream):
