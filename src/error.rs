@@ -6,6 +6,7 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::proxy::framing::FramingError;
 use crate::routing::canonical::PathError;
 
 /// A request the gateway answers itself.
@@ -15,6 +16,10 @@ pub enum Rejection {
     InvalidPath(PathError),
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
+    #[error("the request's framing is ambiguous: {0}")]
+    AmbiguousFraming(FramingError),
+    #[error("the Host header must appear once and match the authority of the request target")]
+    AmbiguousHost,
     #[error("the request carries more than one credential; send exactly one API key")]
     MultipleCredentials,
     #[error("the X-Tenant-Id header must be one workspace id (a UUID)")]
@@ -60,6 +65,8 @@ impl Rejection {
         match self {
             Rejection::InvalidPath(_)
             | Rejection::BadRequest(_)
+            | Rejection::AmbiguousFraming(_)
+            | Rejection::AmbiguousHost
             | Rejection::MultipleCredentials
             | Rejection::InvalidWorkspaceId => StatusCode::BAD_REQUEST,
             Rejection::MissingCredential
@@ -84,6 +91,8 @@ impl Rejection {
         match self {
             Rejection::InvalidPath(_) => "invalid_path",
             Rejection::BadRequest(_) => "bad_request",
+            Rejection::AmbiguousFraming(_) => "ambiguous_framing",
+            Rejection::AmbiguousHost => "ambiguous_host",
             Rejection::MultipleCredentials => "multiple_credentials",
             Rejection::InvalidWorkspaceId => "invalid_tenant_id",
             Rejection::MissingCredential => "missing_api_key",
@@ -103,6 +112,13 @@ impl Rejection {
         }
     }
 
+    /// Reports whether the connection must close after this response.
+    /// After an ambiguously framed request, the gateway cannot tell where
+    /// the next request on the connection starts.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Rejection::AmbiguousFraming(_))
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({ "error": self.code(), "detail": self.to_string() }).to_string()
@@ -117,6 +133,10 @@ impl Rejection {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.closes_connection() {
+            // hyper closes an HTTP/1 connection after a response with this header.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status() == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -1,7 +1,8 @@
-//! The request pipeline: canonical path, route, credential, identity,
-//! permission, then forwarding with the identity injected.
+//! The request pipeline: framing, canonical path, route, credential,
+//! identity, permission, then forwarding with the identity injected.
 
 pub mod echo;
+pub mod framing;
 pub mod headers;
 
 use std::net::SocketAddr;
@@ -166,6 +167,7 @@ impl Gateway {
         route_id: &mut Option<Arc<str>>,
     ) -> Result<Response<ResponseBody>, Rejection> {
         let (mut parts, body) = request.into_parts();
+        framing::check(&mut parts)?;
         let path = canonicalize(parts.uri.path()).map_err(Rejection::InvalidPath)?;
         let rule = self
             .config
@@ -286,8 +288,9 @@ impl Gateway {
 }
 
 /// Reads the one credential of a request: `x-api-key` or
-/// `Authorization: Bearer`. Two different credentials, or a list in one
-/// header, are rejected rather than choosing one.
+/// `Authorization: Bearer`. Two different credentials, a list in one
+/// header, or a credential next to an `_` spelling of `x-api-key` are
+/// rejected rather than choosing one.
 fn credential_text(headers: &HeaderMap) -> Result<&str, Rejection> {
     let api_key = single_value(headers, &headers::API_KEY)?
         .map(|v| header_text(v))
@@ -310,7 +313,7 @@ fn credential_text(headers: &HeaderMap) -> Result<&str, Rejection> {
         (None, Err(rejection)) => return Err(rejection),
         (None, Ok(None)) => return Err(Rejection::MissingCredential),
     };
-    if key.contains(',') {
+    if key.contains(',') || headers.keys().any(headers::is_credential_alias) {
         return Err(Rejection::MultipleCredentials);
     }
     Ok(key)

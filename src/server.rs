@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Version};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::proxy::framing::{HeadLog, InspectedStream};
 use crate::proxy::Gateway;
 use crate::store::Store;
 
@@ -98,7 +101,16 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let gateway = gateway.clone();
-            let service = hyper::service::service_fn(move |request| {
+            let heads = Arc::new(HeadLog::default());
+            let stream = InspectedStream::new(stream, heads.clone(), limits.max_header_bytes);
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                // hyper calls the service once per HTTP/1 head, in the order
+                // the heads arrived, so the oldest queued head is this one.
+                if request.version() < Version::HTTP_2 {
+                    if let Some(head) = heads.pop() {
+                        request.extensions_mut().insert(head);
+                    }
+                }
                 let gateway = gateway.clone();
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, client).await) }
             });

@@ -46,8 +46,22 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every client-sent copy of the identity headers, and the
-/// credential unless the route forwards it.
+/// Reports whether `name` is `x-api-key` spelled with `_` for `-`, such as
+/// `x_api_key`. Servers that map `_` to `-` (CGI-style environments) read it
+/// as the credential, so the gateway never passes one on.
+pub fn is_credential_alias(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    name.contains(&b'_')
+        && name.len() == API_KEY.as_str().len()
+        && name
+            .iter()
+            .zip(API_KEY.as_str().bytes())
+            .all(|(&a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// Removes every client-sent copy of the identity headers and every
+/// `_` spelling of `x-api-key`, and the credential unless the route
+/// forwards it.
 pub fn remove_client_identity(
     headers: &mut HeaderMap,
     names: &IdentityHeaders,
@@ -55,7 +69,7 @@ pub fn remove_client_identity(
 ) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| names.is_identity_header(name))
+        .filter(|name| names.is_identity_header(name) || is_credential_alias(name))
         .cloned()
         .collect();
     for name in spoofed {

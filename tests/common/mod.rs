@@ -115,6 +115,8 @@ pub struct TestGateway {
     pub admin: Uuid,
     /// A personal access token of the Organization Admin.
     pub admin_key: SecretKey,
+    /// The SQLite file behind `store`, for tests that open it themselves.
+    pub db_path: PathBuf,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -185,6 +187,7 @@ timeout = "200ms"
             workspace: setup.workspace_id,
             admin: setup.user_id,
             admin_key,
+            db_path: db,
             _dir: dir,
             shutdown: Some(tx),
             task: Some(task),
