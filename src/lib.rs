@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod authn;
 pub mod authz;
 pub mod cache;
 pub mod cli;

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use dashmap::DashMap;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -20,31 +19,18 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use uuid::Uuid;
 
-use crate::authz;
-use crate::cache::{Cached, KeyCache};
+use crate::authn::{Access, Authenticator};
 use crate::config::{Config, UpstreamConfig, UpstreamTarget};
-use crate::credential::{self, KeyHash};
 use crate::error::Rejection;
-use crate::identity::Identity;
 use crate::routing::canonical::canonicalize;
 use crate::routing::{Requirement, Rule};
-use crate::store::{unix_now, Store};
+use crate::store::Store;
 
 /// Errors a response body can carry.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the gateway sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A key's last use is written at most this often, in seconds.
-const KEY_USE_INTERVAL_SECS: i64 = 60;
-
-/// A caller that passed authentication and authorization.
-struct Access {
-    identity: Arc<Identity>,
-    grant: usize,
-}
 
 /// One upstream with its connection pool.
 struct Upstream {
@@ -55,19 +41,15 @@ struct Upstream {
 /// The gateway's shared state: configuration, store, cache, upstreams.
 pub struct Gateway {
     config: Arc<Config>,
-    store: Arc<dyn Store>,
-    cache: KeyCache,
+    auth: Arc<Authenticator>,
     upstreams: Vec<Upstream>,
-    legacy_sunset: i64,
-    /// Key uses not yet written to the store: key id to Unix seconds.
-    pending_key_uses: DashMap<Uuid, i64>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("listen", &self.config.listen)
-            .field("cache", &self.cache)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -88,18 +70,11 @@ impl Gateway {
                 }
             })
             .collect();
-        let legacy_sunset = config
-            .legacy_sunset
-            .midnight()
-            .assume_utc()
-            .unix_timestamp();
+        let auth = Arc::new(Authenticator::new(&config, store));
         Self {
-            cache: KeyCache::new(&config.cache),
             config,
-            store,
+            auth,
             upstreams,
-            legacy_sunset,
-            pending_key_uses: DashMap::new(),
         }
     }
 
@@ -107,26 +82,9 @@ impl Gateway {
         &self.config
     }
 
-    pub fn cache(&self) -> &KeyCache {
-        &self.cache
-    }
-
-    /// Writes pending key uses to the store.
-    pub async fn flush_key_uses(&self) {
-        let uses: Vec<(Uuid, i64)> = self
-            .pending_key_uses
-            .iter()
-            .map(|e| (*e.key(), *e.value()))
-            .collect();
-        if uses.is_empty() {
-            return;
-        }
-        for (id, _) in &uses {
-            self.pending_key_uses.remove(id);
-        }
-        if let Err(error) = self.store.record_key_use(uses).await {
-            tracing::warn!(%error, "failed to record key use");
-        }
+    /// The authenticator, shared with the admin API.
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
     }
 
     /// Handles one request; never fails, because every failure becomes a
@@ -179,7 +137,7 @@ impl Gateway {
         let access = match &rule.requirement {
             Requirement::Public => None,
             Requirement::Permission(permission) => {
-                Some(self.authenticate(&parts.headers, permission).await?)
+                Some(self.auth.authenticate(&parts.headers, permission).await?)
             }
         };
 
@@ -196,46 +154,6 @@ impl Gateway {
                     .await
             }
         }
-    }
-
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        permission: &str,
-    ) -> Result<Access, Rejection> {
-        let text = credential_text(headers)?;
-        let parsed = credential::parse_key(text).map_err(|_| Rejection::InvalidKey)?;
-        let identity = match self.lookup(parsed.hash).await? {
-            Cached::Known(identity) if identity.kind == parsed.kind => identity,
-            _ => return Err(Rejection::InvalidKey),
-        };
-
-        let tenant = single_value(headers, &self.config.headers.tenant_id)?;
-        let now = unix_now();
-        let grant = authz::authorize(&identity, tenant, permission, now, self.legacy_sunset)?;
-
-        if identity.should_note_use(now, KEY_USE_INTERVAL_SECS) {
-            self.pending_key_uses.insert(identity.key_id, now);
-        }
-        Ok(Access { identity, grant })
-    }
-
-    async fn lookup(&self, hash: KeyHash) -> Result<Cached, Rejection> {
-        if let Some(cached) = self.cache.get(&hash) {
-            return Ok(cached);
-        }
-        let cached = match self.store.resolve_key(hash).await {
-            Ok(Some((key, principal))) => {
-                Cached::Known(Arc::new(authz::resolve_identity(&key, &principal)))
-            }
-            Ok(None) => Cached::Unknown,
-            Err(error) => {
-                tracing::error!(%error, "key lookup failed");
-                return Err(Rejection::StoreUnavailable);
-            }
-        };
-        self.cache.insert(hash, cached.clone());
-        Ok(cached)
     }
 
     fn rewrite_headers(
@@ -258,7 +176,7 @@ impl Gateway {
         headers.remove(header::HOST);
         headers::append_forwarded(headers, client.ip(), "http", host);
         if let Some(access) = access {
-            let grant = &access.identity.workspaces[access.grant];
+            let grant = access.grant();
             headers::inject_identity(headers, names, &access.identity, grant);
         }
     }
@@ -285,64 +203,6 @@ impl Gateway {
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
     }
-}
-
-/// Reads the one credential of a request: `x-api-key` or
-/// `Authorization: Bearer`. Two different credentials, a list in one
-/// header, or a credential next to an `_` spelling of `x-api-key` are
-/// rejected rather than choosing one.
-fn credential_text(headers: &HeaderMap) -> Result<&str, Rejection> {
-    let api_key = single_value(headers, &headers::API_KEY)?
-        .map(|v| header_text(v))
-        .transpose()?;
-    let bearer = single_value(headers, &header::AUTHORIZATION)?
-        .map(|v| {
-            let text = header_text(v)?;
-            let (scheme, token) = text.split_once(' ').ok_or(Rejection::InvalidKey)?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(Rejection::InvalidKey);
-            }
-            Ok(token.trim())
-        })
-        .transpose();
-    let key = match (api_key, bearer) {
-        (Some(key), Ok(None)) => key,
-        (None, Ok(Some(token))) => token,
-        (Some(key), Ok(Some(token))) if key == token => key,
-        (Some(_), _) => return Err(Rejection::MultipleCredentials),
-        (None, Err(rejection)) => return Err(rejection),
-        (None, Ok(None)) => return Err(Rejection::MissingCredential),
-    };
-    if key.contains(',') || headers.keys().any(headers::is_credential_alias) {
-        return Err(Rejection::MultipleCredentials);
-    }
-    Ok(key)
-}
-
-fn header_text(value: &HeaderValue) -> Result<&str, Rejection> {
-    value
-        .to_str()
-        .map(str::trim)
-        .map_err(|_| Rejection::InvalidKey)
-}
-
-/// The value of a header that must appear at most once.
-fn single_value<'a>(
-    headers: &'a HeaderMap,
-    name: &http::HeaderName,
-) -> Result<Option<&'a HeaderValue>, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(
-            if name == headers::API_KEY || name == header::AUTHORIZATION {
-                Rejection::MultipleCredentials
-            } else {
-                Rejection::BadRequest("a header that must appear once appears several times")
-            },
-        );
-    }
-    Ok(first)
 }
 
 fn upstream_uri(

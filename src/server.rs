@@ -79,7 +79,7 @@ impl Server {
                 let mut interval = tokio::time::interval(KEY_USE_FLUSH_INTERVAL);
                 loop {
                     interval.tick().await;
-                    gateway.flush_key_uses().await;
+                    gateway.auth().flush_key_uses().await;
                 }
             })
         };
@@ -134,7 +134,7 @@ impl Server {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
         }
         flusher.abort();
-        gateway.flush_key_uses().await;
+        gateway.auth().flush_key_uses().await;
         tracing::info!("stopped");
     }
 }
