@@ -2,7 +2,9 @@
 //! through the key cache and the store. The gateway and the admin API share
 //! one [`Authenticator`], so both decide access the same way.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use dashmap::DashMap;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,6 +16,7 @@ use crate::config::Config;
 use crate::credential::{self, KeyHash};
 use crate::error::Rejection;
 use crate::identity::{Identity, WorkspaceGrant};
+use crate::metrics::Metrics;
 use crate::proxy::headers::{is_credential_alias, API_KEY};
 use crate::store::{unix_now, Store};
 
@@ -41,7 +44,8 @@ pub struct Authenticator {
     cache: KeyCache,
     tenant_header: HeaderName,
     /// Unix seconds from which legacy keys are rejected.
-    legacy_sunset: i64,
+    legacy_sunset: AtomicI64,
+    metrics: Arc<Metrics>,
     /// Key uses not yet written to the store: key id to Unix seconds.
     pending_key_uses: DashMap<Uuid, i64>,
 }
@@ -55,18 +59,26 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: &Config, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             cache: KeyCache::new(&config.cache),
             tenant_header: config.headers.tenant_id.clone(),
-            legacy_sunset: config
-                .legacy_sunset
-                .midnight()
-                .assume_utc()
-                .unix_timestamp(),
+            legacy_sunset: AtomicI64::new(sunset_of(config)),
             pending_key_uses: DashMap::new(),
+            metrics,
         }
+    }
+
+    /// Applies a reloaded configuration's legacy sunset date.
+    pub fn set_legacy_sunset(&self, config: &Config) {
+        self.legacy_sunset
+            .store(sunset_of(config), Ordering::Relaxed);
+    }
+
+    /// Unix seconds from which legacy keys are rejected.
+    fn legacy_sunset(&self) -> i64 {
+        self.legacy_sunset.load(Ordering::Relaxed)
     }
 
     pub fn cache(&self) -> &KeyCache {
@@ -84,33 +96,106 @@ impl Authenticator {
         headers: &HeaderMap,
         permission: &str,
     ) -> Result<Access, Rejection> {
-        let text = credential_text(headers)?;
-        let parsed = credential::parse_key(text).map_err(|_| Rejection::InvalidKey)?;
-        let identity = match self.lookup(parsed.hash).await? {
-            Cached::Known(identity) if identity.kind == parsed.kind => identity,
-            _ => return Err(Rejection::InvalidKey),
-        };
-
+        let identity = self.resolve(headers).await?;
         let tenant = single_value(headers, &self.tenant_header)?;
         let now = unix_now();
-        let grant = authz::authorize(&identity, tenant, permission, now, self.legacy_sunset)?;
+        let grant = authz::authorize(&identity, tenant, permission, now, self.legacy_sunset())?;
+        self.note_use(&identity, now);
+        Ok(Access { identity, grant })
+    }
 
+    /// Authenticates the request's credential and authorizes `permission`
+    /// in `workspace`, which the caller names in the request path. A client
+    /// `X-Tenant-Id` header that names another workspace is rejected.
+    pub async fn authenticate_workspace(
+        &self,
+        headers: &HeaderMap,
+        workspace: Uuid,
+        permission: &str,
+    ) -> Result<Access, Rejection> {
+        let identity = self.resolve(headers).await?;
+        let tenant = single_value(headers, &self.tenant_header)?;
+        if let Some(value) = tenant {
+            let named = value
+                .to_str()
+                .ok()
+                .and_then(|s| Uuid::try_parse(s.trim()).ok());
+            if named != Some(workspace) {
+                return Err(Rejection::InvalidWorkspaceId);
+            }
+        }
+        let now = unix_now();
+        let header =
+            HeaderValue::from_str(&workspace.to_string()).expect("a UUID is a valid header value");
+        let grant = authz::authorize(
+            &identity,
+            Some(&header),
+            permission,
+            now,
+            self.legacy_sunset(),
+        )?;
+        self.note_use(&identity, now);
+        Ok(Access { identity, grant })
+    }
+
+    /// Authenticates the request's credential and authorizes `permission`
+    /// against the owner's organization role, without choosing a workspace.
+    pub async fn authenticate_organization(
+        &self,
+        headers: &HeaderMap,
+        permission: &str,
+    ) -> Result<Arc<Identity>, Rejection> {
+        let identity = self.resolve(headers).await?;
+        let now = unix_now();
+        authz::authorize_organization(&identity, permission, now, self.legacy_sunset())?;
+        self.note_use(&identity, now);
+        Ok(identity)
+    }
+
+    /// Authenticates the request's credential and checks the key's state,
+    /// but no permission: for callers that must find out who asks before
+    /// they know which permission applies.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
+        let identity = self.resolve(headers).await?;
+        let now = unix_now();
+        authz::check_key_state(&identity, now, self.legacy_sunset())?;
+        self.note_use(&identity, now);
+        Ok(identity)
+    }
+
+    /// Parses the credential and looks up its identity, checking nothing
+    /// about its state.
+    async fn resolve(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
+        let text = credential_text(headers)?;
+        let parsed = credential::parse_key(text).map_err(|_| Rejection::InvalidKey)?;
+        match self.lookup(parsed.hash).await? {
+            Cached::Known(identity) if identity.kind == parsed.kind => Ok(identity),
+            _ => Err(Rejection::InvalidKey),
+        }
+    }
+
+    fn note_use(&self, identity: &Identity, now: i64) {
         if identity.should_note_use(now, KEY_USE_INTERVAL_SECS) {
             self.pending_key_uses.insert(identity.key_id, now);
         }
-        Ok(Access { identity, grant })
     }
 
     async fn lookup(&self, hash: KeyHash) -> Result<Cached, Rejection> {
         if let Some(cached) = self.cache.get(&hash) {
+            self.metrics.key_cache_hits.inc();
             return Ok(cached);
         }
-        let cached = match self.store.resolve_key(hash).await {
+        self.metrics.key_cache_misses.inc();
+        let started = Instant::now();
+        let resolved = self.store.resolve_key(hash).await;
+        self.metrics.record_store_query(started.elapsed());
+        let cached = match resolved {
             Ok(Some((key, principal))) => {
                 Cached::Known(Arc::new(authz::resolve_identity(&key, &principal)))
             }
             Ok(None) => Cached::Unknown,
             Err(error) => {
+                self.metrics.store_errors.inc();
                 tracing::error!(%error, "key lookup failed");
                 return Err(Rejection::StoreUnavailable);
             }
@@ -192,4 +277,12 @@ fn single_value<'a>(
         });
     }
     Ok(first)
+}
+
+fn sunset_of(config: &Config) -> i64 {
+    config
+        .legacy_sunset
+        .midnight()
+        .assume_utc()
+        .unix_timestamp()
 }

@@ -99,6 +99,11 @@ pub fn resolve_identity(key: &KeyRecord, principal: &PrincipalRecord) -> Identit
     };
     let mut roles = RoleCache::default();
 
+    let organization_role = match key.kind {
+        KeyKind::Legacy => None,
+        KeyKind::Personal | KeyKind::Service => organization_role(principal)
+            .map(|(name, permissions)| Arc::new(EffectiveRole::new(name, permissions))),
+    };
     let (who, grants) = match key.kind {
         KeyKind::Legacy => {
             let who = key.user_id.map_or(Principal::Workspace, Principal::User);
@@ -128,7 +133,7 @@ pub fn resolve_identity(key: &KeyRecord, principal: &PrincipalRecord) -> Identit
         }
     };
 
-    Identity::new(
+    let identity = Identity::new(
         key.id,
         key.kind,
         who,
@@ -136,7 +141,23 @@ pub fn resolve_identity(key: &KeyRecord, principal: &PrincipalRecord) -> Identit
         state,
         key.expires_at,
         grants,
-    )
+    );
+    match organization_role {
+        Some(role) => identity.with_organization_role(role),
+        None => identity,
+    }
+}
+
+/// The organization role that applies to a principal, with its
+/// permissions: on a plan without the Organization User role, every member
+/// is an Organization Admin. `None` if the principal is not a member.
+fn organization_role(principal: &PrincipalRecord) -> Option<(&str, Vec<String>)> {
+    let role = principal.organization_role.as_ref()?;
+    if role.id == ORGANIZATION_ADMIN || !principal.plan.organization_user_role {
+        Some((ORGANIZATION_ADMIN, permissions::organization_admin()))
+    } else {
+        Some((role.name.as_str(), role.permissions.clone()))
+    }
 }
 
 fn orphan(key: &KeyRecord, state: KeyState) -> Identity {
@@ -152,15 +173,10 @@ fn orphan(key: &KeyRecord, state: KeyState) -> Identity {
 }
 
 fn member_grants(principal: &PrincipalRecord, roles: &mut RoleCache) -> Vec<WorkspaceGrant> {
-    let Some(org_role) = &principal.organization_role else {
+    let Some((org_role, org_permissions)) = organization_role(principal) else {
         return Vec::new();
     };
-    let is_org_admin = org_role.id == ORGANIZATION_ADMIN || !principal.plan.organization_user_role;
-    let org_permissions = if is_org_admin {
-        permissions::organization_admin()
-    } else {
-        org_role.permissions.clone()
-    };
+    let is_org_admin = org_role == ORGANIZATION_ADMIN;
 
     if is_org_admin {
         let mut perms = permissions::workspace_admin();
@@ -218,6 +234,40 @@ pub fn authorize(
     now: i64,
     legacy_sunset: i64,
 ) -> Result<usize, Rejection> {
+    check_key_state(identity, now, legacy_sunset)?;
+    let index = select_workspace(identity, tenant)?;
+    if !identity.workspaces[index].role.grants(permission) {
+        return Err(Rejection::Forbidden {
+            permission: permission.into(),
+        });
+    }
+    Ok(index)
+}
+
+/// Checks a key's state and that its owner's organization role grants
+/// `permission`, without choosing a workspace.
+pub fn authorize_organization(
+    identity: &Identity,
+    permission: &str,
+    now: i64,
+    legacy_sunset: i64,
+) -> Result<(), Rejection> {
+    check_key_state(identity, now, legacy_sunset)?;
+    let granted = identity
+        .organization_role
+        .as_ref()
+        .is_some_and(|role| role.grants(permission));
+    if !granted {
+        return Err(Rejection::Forbidden {
+            permission: permission.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Rejects a key that is revoked, disabled, expired, or legacy after the
+/// sunset. `now` and `legacy_sunset` are Unix seconds.
+pub fn check_key_state(identity: &Identity, now: i64, legacy_sunset: i64) -> Result<(), Rejection> {
     match identity.state {
         KeyState::Active => {}
         KeyState::Revoked => return Err(Rejection::KeyRevoked),
@@ -229,14 +279,7 @@ pub fn authorize(
     if identity.kind == KeyKind::Legacy && now >= legacy_sunset {
         return Err(Rejection::LegacyKeyRetired);
     }
-
-    let index = select_workspace(identity, tenant)?;
-    if !identity.workspaces[index].role.grants(permission) {
-        return Err(Rejection::Forbidden {
-            permission: permission.into(),
-        });
-    }
-    Ok(index)
+    Ok(())
 }
 
 fn select_workspace(identity: &Identity, tenant: Option<&HeaderValue>) -> Result<usize, Rejection> {

@@ -97,8 +97,10 @@ impl KeyCache {
         self.entries.invalidate_all();
     }
 
-    /// Approximate number of entries.
+    /// Number of entries, after applying pending evictions and inserts.
+    /// Not for the request path: it does the cache's housekeeping.
     pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
         self.entries.entry_count()
     }
 }

@@ -1,5 +1,7 @@
 //! The command line: run the gateway, set up a store, manage keys.
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::credential::{KeyKind, SecretKey};
 use crate::server::Server;
 use crate::store::sqlite::{NewKey, Setup};
@@ -24,6 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Manage organizations, workspaces, members, roles, service accounts,
+    /// keys, tags, settings and the audit log in the local store.
+    Admin(admin::AdminArgs),
     /// Run the gateway.
     Serve {
         /// Configuration file.
@@ -119,7 +124,6 @@ enum KeysCommand {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -129,18 +133,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Sends logs to standard error, as text or JSON lines; `RUST_LOG` sets
+/// the filter (`info` by default).
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 fn run(command: Command) -> Result<(), String> {
+    if !matches!(command, Command::Serve { .. }) {
+        init_tracing(LogFormat::Text);
+    }
     match command {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => {
@@ -171,10 +182,12 @@ fn run(command: Command) -> Result<(), String> {
                 ));
             }
             let (setup, key) = bootstrap(&store, &organization, &workspace, &email, &plan)?;
-            print_bootstrap(&setup, &key, json);
+            write_stdout(&bootstrap_text(&setup, &key, json))
+                .map_err(|e| format!("cannot write the new key to standard output: {e}"))?;
             Ok(())
         }
         Command::Keys(keys) => run_keys(keys),
+        Command::Admin(args) => admin::run(args),
         Command::Echo { listen } => runtime()?.block_on(async {
             crate::proxy::echo::run(listen)
                 .await
@@ -223,7 +236,9 @@ fn bootstrap(
     Ok((setup, key))
 }
 
-fn print_bootstrap(setup: &Setup, (record, secret): &(KeyRecord, SecretKey), json: bool) {
+/// The text that hands over the first key: one JSON object, or lines for
+/// a person.
+fn bootstrap_text(setup: &Setup, (record, secret): &(KeyRecord, SecretKey), json: bool) -> String {
     if json {
         let out = serde_json::json!({
             "organization_id": setup.organization_id,
@@ -232,21 +247,32 @@ fn print_bootstrap(setup: &Setup, (record, secret): &(KeyRecord, SecretKey), jso
             "key_id": record.id,
             "api_key": secret.expose(),
         });
-        println!("{out}");
+        format!("{out}\n")
     } else {
-        println!("Created organization {}", setup.organization_id);
-        println!("Created workspace    {}", setup.workspace_id);
-        println!("Created admin user   {}", setup.user_id);
-        println!();
-        println!("Admin personal access token (shown only this once; store it now):");
-        println!();
-        println!("    {}", secret.expose());
-        println!();
+        format!(
+            "Created organization {}\nCreated workspace    {}\nCreated admin user   {}\n\n\
+             Admin personal access token (shown only this once; store it now):\n\n    {}\n\n",
+            setup.organization_id,
+            setup.workspace_id,
+            setup.user_id,
+            secret.expose()
+        )
     }
+}
+
+/// Writes to standard output in one call. A closed or failing stdout must
+/// not stop the gateway, so the error is returned rather than panicking as
+/// `println!` would.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }
 
 fn serve(path: &Path) -> Result<(), String> {
     let config = load_config(path)?;
+    init_tracing(config.log_format);
     let store = open_store(&config)?;
     if config.store.bootstrap && store.is_empty().map_err(|e| e.to_string())? {
         let (setup, key) = bootstrap(
@@ -256,22 +282,56 @@ fn serve(path: &Path) -> Result<(), String> {
             "admin@localhost",
             "enterprise",
         )?;
-        print_bootstrap(&setup, &key, false);
-        println!("Try it:");
-        println!(
-            "    curl -H 'x-api-key: {}' http://{}/echo",
+        let text = format!(
+            "{}Try it:\n    curl -H 'x-api-key: {}' http://{}/echo\n\n",
+            bootstrap_text(&setup, &key, false),
             key.1.expose(),
             config.listen
         );
-        println!();
+        if let Err(error) = write_stdout(&text) {
+            tracing::warn!(
+                %error,
+                "could not print the first admin key; create one with `portcullis keys create`"
+            );
+        }
     }
-    let listen = config.listen;
+    let (listen, metrics) = (config.listen, config.metrics_listen);
+    let admin_config = config.admin;
+    let admin_store = store.clone();
     runtime()?.block_on(async move {
         let server = Server::bind(config, Arc::new(store))
             .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(listen = %listen, config = %path.display(), "portcullis listening");
-        server.run(shutdown_signal()).await;
+            .map_err(|e| format!("cannot start on {listen} (metrics {metrics}): {e}"))?
+            .with_config_path(path.to_path_buf());
+        tracing::info!(
+            %listen,
+            %metrics,
+            config = %path.display(),
+            version = env!("CARGO_PKG_VERSION"),
+            "portcullis listening"
+        );
+        // The admin API shares the gateway's authenticator, so that its
+        // writes invalidate the key cache the gateway reads.
+        let admin_state = crate::admin::AdminState::new(
+            server.gateway().auth().clone(),
+            admin_store,
+            admin_config.workspace_admins_can_invite,
+        );
+        let admin = crate::admin::AdminServer::bind(admin_config.listen, admin_state)
+            .await
+            .map_err(|e| format!("cannot start the admin API on {}: {e}", admin_config.listen))?;
+        tracing::info!(listen = %admin_config.listen, "admin API listening");
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let admin = tokio::spawn(admin.run(async move {
+            let _ = stopped.changed().await;
+        }));
+        server
+            .run(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            })
+            .await;
+        let _ = admin.await;
         Ok(())
     })
 }

@@ -43,6 +43,14 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Default time a client has to send a complete request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default listen address of the admin API.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+/// Default address of the metrics and health listener.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+/// Default maximum number of open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time in-flight requests get to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A configuration error, naming the field at fault.
 #[derive(Debug)]
@@ -122,6 +130,70 @@ pub struct Config {
     pub limits: ServerLimits,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Arc<RouteTable>,
+    /// Rate limits, the failed-authentication throttle and usage settings.
+    pub request_limits: Arc<crate::limits::LimitsConfig>,
+    pub admin: AdminConfig,
+    /// Reload when the file changes.
+    pub watch_config: bool,
+    /// TLS on the listener, if configured.
+    pub tls: Option<ServerTls>,
+    pub metrics_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub cors: Arc<CorsConfig>,
+}
+
+/// PEM files of the listener's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What preflight answers allow.
+#[derive(Debug, Clone, Default)]
+pub struct CorsConfig {
+    /// `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_headers: String,
+    pub max_age_secs: u64,
+}
+
+impl CorsConfig {
+    fn new(section: &file::CorsSection) -> Result<Self, String> {
+        let any = section.allowed_origins.iter().any(|o| o == "*");
+        for header in &section.allowed_headers {
+            HeaderName::try_from(header.as_str())
+                .map_err(|_| format!("invalid header name {header:?} in allowed_headers"))?;
+        }
+        Ok(Self {
+            allowed_origins: (!any).then(|| section.allowed_origins.clone()),
+            allowed_headers: section.allowed_headers.join(", "),
+            max_age_secs: section.max_age.as_secs(),
+        })
+    }
+
+    /// Returns true if `origin` may call CORS routes.
+    pub fn allows(&self, origin: &str) -> bool {
+        match &self.allowed_origins {
+            None => true,
+            Some(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Lets workspace Admins invite users into the organization.
+    pub workspace_admins_can_invite: bool,
 }
 
 /// Where identities are stored.
@@ -145,6 +217,8 @@ pub struct CacheConfig {
 pub struct ServerLimits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
 }
 
 /// One named upstream service.
@@ -154,6 +228,17 @@ pub struct UpstreamConfig {
     pub target: UpstreamTarget,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    pub protocol: UpstreamProtocol,
+    /// How `https://` upstreams are verified.
+    pub tls: crate::tls::UpstreamTls,
+}
+
+/// The HTTP version spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge.
+    Http2,
 }
 
 /// What an upstream is.

@@ -194,6 +194,11 @@ impl SecretKey {
     pub fn generate(kind: KeyKind) -> Self {
         let mut random = [0u8; RANDOM_HEX_LEN / 2];
         rand::rngs::OsRng.fill_bytes(&mut random);
+        Self::from_random(kind, random)
+    }
+
+    /// Builds the key of `kind` whose random part is `random` in hex.
+    fn from_random(kind: KeyKind, random: [u8; RANDOM_HEX_LEN / 2]) -> Self {
         let body = format!("{}{}", kind.prefix(), hex::encode(random));
         let text = match kind {
             KeyKind::Legacy => body,
@@ -300,5 +305,130 @@ mod tests {
         let printed = format!("{key:?} {key}");
         assert!(!printed.contains(&key.expose()[12..]));
         assert!(printed.contains(&key.display_prefix()));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_kind() -> impl Strategy<Value = KeyKind> {
+            prop_oneof![
+                Just(KeyKind::Personal),
+                Just(KeyKind::Service),
+                Just(KeyKind::Legacy),
+            ]
+        }
+
+        fn v2_kind() -> impl Strategy<Value = KeyKind> {
+            prop_oneof![Just(KeyKind::Personal), Just(KeyKind::Service)]
+        }
+
+        /// Generates keys from proptest's random bytes, so that failures
+        /// shrink and replay.
+        fn key_of(kind: impl Strategy<Value = KeyKind>) -> impl Strategy<Value = SecretKey> {
+            (kind, any::<[u8; RANDOM_HEX_LEN / 2]>())
+                .prop_map(|(kind, random)| SecretKey::from_random(kind, random))
+        }
+
+        /// Generates arbitrary text, text behind each known prefix (including
+        /// multi-byte characters where the parser slices), and near-valid v2
+        /// keys.
+        fn any_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "(lsv2_pt_|lsv2_sk_|ls__)\\PC{0,60}",
+                "(lsv2_pt_|lsv2_sk_)[0-9a-fA-F_]{30,45}",
+                "ls__[0-9A-Za-z]{10,140}",
+            ]
+        }
+
+        /// Generates a replacement character: mostly lower-case hex, which
+        /// keeps a v2 key's shape, else any character, which may break it.
+        fn replacement_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                3 => prop::sample::select("0123456789abcdef".chars().collect::<Vec<_>>()),
+                1 => prop::char::range('!', '~'),
+                1 => any::<char>(),
+            ]
+        }
+
+        /// Returns the part of a key after its prefix and before any checksum.
+        fn random_part(key: &SecretKey, kind: KeyKind) -> &str {
+            let start = kind.prefix().len();
+            &key.expose()[start..start + RANDOM_HEX_LEN]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn parse_never_panics(text in any_text()) {
+                let _ = parse_key(&text);
+            }
+
+            #[test]
+            fn generated_key_parses_to_its_kind_and_hash(
+                (kind, key) in any_kind().prop_flat_map(|kind| (Just(kind), key_of(Just(kind))))
+            ) {
+                let parsed = parse_key(key.expose());
+                prop_assert_eq!(parsed, Ok(ParsedKey { kind, hash: key.hash() }));
+            }
+
+            /// Changing one character of a v2 key gets it rejected. A change in
+            /// the prefix gives `UnknownPrefix`, a change of the separator or to
+            /// a character that is not lower-case hex gives `Malformed`, and any
+            /// other change gives `BadChecksum`.
+            #[test]
+            fn changed_v2_key_is_rejected(
+                key in key_of(v2_kind()),
+                index in 0..V2_KEY_LEN,
+                replacement in replacement_char(),
+            ) {
+                let original = key.expose();
+                let replaced = original.as_bytes()[index] as char;
+                prop_assume!(replacement != replaced);
+                let mut changed = original.to_string();
+                changed.replace_range(index..index + 1, replacement.encode_utf8(&mut [0; 4]));
+
+                let result = parse_key(&changed);
+                if let Ok(parsed) = result {
+                    prop_assert_ne!(
+                        parsed.hash,
+                        key.hash(),
+                        "{} parses to the original hash",
+                        changed
+                    );
+                }
+                let separator = V2_KEY_LEN - CHECKSUM_HEX_LEN - 1;
+                let keeps_shape =
+                    replacement.is_ascii_digit() || ('a'..='f').contains(&replacement);
+                let expected = if index < PERSONAL_PREFIX.len() {
+                    KeyFormatError::UnknownPrefix
+                } else if index == separator || !keeps_shape {
+                    KeyFormatError::Malformed
+                } else {
+                    // A changed random digit passes the 40-bit checksum with
+                    // probability 2^-40, so this may fail about once in 10^12 cases.
+                    KeyFormatError::BadChecksum
+                };
+                prop_assert_eq!(result, Err(expected), "{} was changed to {}", original, changed);
+            }
+
+            #[test]
+            fn debug_output_hides_the_random_part(key in key_of(any_kind())) {
+                let kind = parse_key(key.expose()).expect("generated key parses").kind;
+                let random = random_part(&key, kind);
+                let printed = [
+                    format!("{:?}", parse_key(key.expose())),
+                    format!("{key:?}"),
+                    format!("{key}"),
+                ];
+                for text in printed {
+                    prop_assert!(!text.contains(random), "{} contains the random part", text);
+                    prop_assert!(!text.contains(key.expose()), "{} contains the whole key", text);
+                }
+            }
+        }
     }
 }

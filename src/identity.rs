@@ -134,6 +134,9 @@ pub struct Identity {
     pub key_id_header: HeaderValue,
     pub org_id_header: HeaderValue,
     pub principal_header: Option<HeaderValue>,
+    /// The owner's organization-level permissions (its organization role),
+    /// or `None` for keys that act only in a workspace, such as legacy keys.
+    pub organization_role: Option<Arc<EffectiveRole>>,
     /// Unix seconds of the last use written out, to batch `last_used` writes.
     last_use_noted: AtomicI64,
 }
@@ -165,8 +168,15 @@ impl Identity {
             key_id_header: uuid_header(key_id),
             org_id_header: uuid_header(org_id),
             principal_header,
+            organization_role: None,
             last_use_noted: AtomicI64::new(0),
         }
+    }
+
+    /// Sets the owner's organization role.
+    pub fn with_organization_role(mut self, role: Arc<EffectiveRole>) -> Self {
+        self.organization_role = Some(role);
+        self
     }
 
     /// The grant for `workspace_id`, if the key can reach it.

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admin;
 pub mod authn;
 pub mod authz;
 pub mod cache;
@@ -18,7 +19,11 @@ pub mod config;
 pub mod credential;
 pub mod error;
 pub mod identity;
+pub mod limits;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod tls;

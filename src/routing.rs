@@ -15,6 +15,8 @@ use std::sync::Arc;
 use http::Method;
 use toml::Spanned;
 
+use crate::limits::RouteLimits;
+
 pub use pattern::Pattern;
 
 /// A rule as written in the configuration file.
@@ -27,6 +29,18 @@ pub struct RuleSpec {
     pub upstream: Spanned<String>,
     pub strip_prefix: Option<Spanned<String>>,
     pub forward_credential: bool,
+    pub max_body_bytes: Option<u64>,
+    pub cors: Option<Spanned<String>>,
+    pub limits: RouteLimits,
+}
+
+/// How a route handles CORS preflight requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorsMode {
+    /// The gateway answers preflights itself, without a key.
+    Answer,
+    /// Preflights go to the upstream, without a key.
+    Pass,
 }
 
 /// What a route requires of the caller.
@@ -49,6 +63,11 @@ pub struct Rule {
     pub upstream: usize,
     pub strip_prefix: Option<Box<str>>,
     pub forward_credential: bool,
+    /// Largest request body in bytes.
+    pub max_body_bytes: Option<u64>,
+    pub cors: Option<CorsMode>,
+    /// Rate-limit overrides and usage metering.
+    pub limits: RouteLimits,
 }
 
 impl Rule {
@@ -153,6 +172,21 @@ impl RouteTable {
                 }
             };
 
+            let cors = match &spec.cors {
+                None => None,
+                Some(mode) => Some(match mode.get_ref().as_str() {
+                    "answer" => CorsMode::Answer,
+                    "pass" => CorsMode::Pass,
+                    other => {
+                        return Err(error(
+                            "cors",
+                            format!("unknown CORS mode {other:?}: expected \"answer\" or \"pass\""),
+                            mode.span(),
+                        ))
+                    }
+                }),
+            };
+
             let rule = Rule {
                 id: id.as_str().into(),
                 pattern,
@@ -161,6 +195,9 @@ impl RouteTable {
                 upstream,
                 strip_prefix,
                 forward_credential: spec.forward_credential,
+                max_body_bytes: spec.max_body_bytes,
+                cors,
+                limits: spec.limits,
             };
             if let Some(other) = rules.iter().find(|other| rules_overlap(other, &rule)) {
                 return Err(error(
@@ -183,6 +220,13 @@ impl RouteTable {
         self.rules
             .iter()
             .find(|rule| rule.methods.contains(method) && rule.pattern.matches(path))
+    }
+
+    /// Finds the rule a CORS preflight asks about: the one for the
+    /// requested method and `path`, if it handles preflights.
+    pub fn find_preflight(&self, requested: &Method, path: &str) -> Option<&Rule> {
+        self.find(requested, path)
+            .filter(|rule| rule.cors.is_some())
     }
 
     /// The rules in file order.

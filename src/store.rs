@@ -4,6 +4,7 @@
 //! The gateway reads it only through [`Store`], on key-cache misses. SQLite
 //! is the embedded default: one file, created and migrated on first start.
 
+pub mod limits;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -12,6 +13,9 @@ use uuid::Uuid;
 use crate::credential::{KeyHash, KeyKind};
 use crate::identity::RetentionTier;
 
+pub use limits::{
+    RateOverrideRecord, StoredLimits, UsageCounter, UsageLimitRecord, UsageRecord, WorkspaceUsage,
+};
 pub use sqlite::SqliteStore;
 
 /// A store failure. The gateway answers 503 for any of them: it never
@@ -111,6 +115,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads every workspace's usage limits and rate-limit overrides.
+    async fn load_limits(&self) -> Result<StoredLimits, StoreError> {
+        Err(StoreError::Invalid(
+            "this store does not keep limits".into(),
+        ))
+    }
+
+    /// Reads all usage counters of `month` (`YYYY-MM`).
+    async fn load_usage(&self, _month: String) -> Result<Vec<UsageRecord>, StoreError> {
+        Err(StoreError::Invalid("this store does not keep usage".into()))
+    }
+
+    /// Adds each record's value to its usage counter, in one transaction.
+    async fn add_usage(&self, _deltas: Vec<UsageRecord>) -> Result<(), StoreError> {
+        Err(StoreError::Invalid("this store does not keep usage".into()))
+    }
 }
 
 /// Returns the file path of an `sqlite://` URL: `sqlite://rel/path` is

@@ -48,6 +48,10 @@ fn shipped_config_on(dir: &Path, listen: SocketAddr) -> std::path::PathBuf {
         "listen = \"127.0.0.1:8080\"",
         &format!("listen = \"{listen}\""),
     );
+    assert!(text.contains("listen = \"127.0.0.1:9090\""));
+    let text = text.replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"");
+    assert!(text.contains("listen = \"127.0.0.1:8081\""));
+    let text = text.replace("listen = \"127.0.0.1:8081\"", "listen = \"127.0.0.1:0\"");
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -134,8 +138,9 @@ async fn first_start_on_shipped_config_serves_echo_with_identity() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut process = Process(child);
-    let key = BufReader::new(stdout)
-        .lines()
+    let mut lines = BufReader::new(stdout).lines();
+    let key = lines
+        .by_ref()
         .map_while(Result::ok)
         .find_map(|line| {
             line.trim()
@@ -143,6 +148,9 @@ async fn first_start_on_shipped_config_serves_echo_with_identity() {
                 .map(|rest| format!("lsv2_pt_{rest}"))
         })
         .expect("the first key is printed");
+    // Keep reading, as a terminal would, so the gateway's later output
+    // never meets a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     wait_for_listener(listen, &mut process.0);
 
     let response = common::send(listen, "GET", "/echo/hello", &[("x-api-key", &key)], b"").await;
@@ -188,7 +196,7 @@ async fn one_gibibyte_upload_streams_in_bounded_memory() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{listen}\"\n[store]\nurl = \"sqlite://{db}\"\nbootstrap = false\n\
+            "[server]\nlisten = \"{listen}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{db}\"\nbootstrap = false\n\
              [[upstreams]]\nname = \"echo\"\nurl = \"http://{echo_addr}\"\n\
              [[routes]]\nid = \"upload\"\npath = \"/upload\"\nmethods = [\"POST\"]\n\
              permission = \"datasets:create\"\nupstream = \"echo\"\n",
@@ -241,4 +249,58 @@ async fn one_gibibyte_upload_streams_in_bounded_memory() {
         peak < MAX_PEAK_KIB,
         "gateway peak RSS {peak} KiB for a {SIZE}-byte upload"
     );
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_request_finish() {
+    // The recording upstream holds requests under /slow for 3 s.
+    let upstream = common::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\nurl = \"sqlite://{db}\"\nbootstrap = false\n\
+             [[upstreams]]\nname = \"slow\"\nurl = \"http://{up}\"\ntimeout = \"30s\"\n\
+             [[routes]]\nid = \"slow\"\npath = \"/slow/**\"\nmethods = [\"GET\"]\n\
+             permission = \"public\"\nupstream = \"slow\"\n",
+            db = dir.path().join("p.db").display(),
+            up = upstream.addr,
+        ),
+    )
+    .unwrap();
+    let mut gateway = Process(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_listener(listen, &mut gateway.0);
+
+    let request = tokio::spawn(common::send(listen, "GET", "/slow/job", &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &gateway.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let response = request.await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "the gateway exited with {status}");
+    // New connections are refused once it has stopped.
+    assert!(std::net::TcpStream::connect(listen).is_err());
 }

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    build_routes, CacheConfig, Config, ConfigError, IdentityHeaders, ServerLimits, StoreConfig,
-    UpstreamConfig, UpstreamTarget,
+    build_routes, CacheConfig, Config, ConfigError, CorsConfig, IdentityHeaders, LogFormat,
+    ServerLimits, ServerTls, StoreConfig, UpstreamConfig, UpstreamProtocol, UpstreamTarget,
 };
+use crate::limits::config::{LimitsSection, RouteLimitFields, RouteRateSection};
 use crate::routing::RuleSpec;
 
 /// The whole file.
@@ -40,6 +41,85 @@ pub struct FileConfig {
     /// Route rules. A request that matches none is rejected.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// The admin API listener.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// The metrics and health listener.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Answers to CORS preflight requests, for routes with `cors = "answer"`.
+    #[serde(default)]
+    pub cors: CorsSection,
+    /// Rate limits, the failed-authentication throttle and usage counters.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the listener that serves `/metrics`, `/healthz` and
+    /// `/readyz`.
+    pub listen: Spanned<String>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, super::DEFAULT_METRICS_LISTEN.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default) or `json`.
+    pub format: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    /// Origins allowed to call routes with `cors = "answer"`, such as
+    /// `https://app.example.com`; `*` allows any origin.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Request headers a preflight may ask for.
+    #[serde(default = "default_cors_headers")]
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    #[serde(default = "default_cors_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsSection {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_headers: default_cors_headers(),
+            max_age: default_cors_max_age(),
+        }
+    }
+}
+
+fn default_cors_headers() -> Vec<String> {
+    [
+        "content-type",
+        "x-api-key",
+        "authorization",
+        "x-tenant-id",
+        "x-request-id",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_cors_max_age() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +133,39 @@ pub struct ServerSection {
     /// Time a client has to send a complete request head.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Maximum number of open client connections; further connections wait
+    /// in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+    /// Largest request body in bytes for routes that set no limit of their
+    /// own; absent means no limit.
+    pub max_body_bytes: Option<u64>,
+    /// Time in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Reload the configuration when this file changes (SIGHUP always
+    /// reloads).
+    #[serde(default = "default_true")]
+    pub watch_config: bool,
+    /// Terminate TLS on the listener.
+    pub tls: Option<ServerTlsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsSection {
+    /// PEM certificate chain; reloaded when the file changes.
+    pub cert: Spanned<String>,
+    /// PEM private key; reloaded when the file changes.
+    pub key: Spanned<String>,
+}
+
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, super::DEFAULT_MAX_CONNECTIONS)
+}
+
+fn default_shutdown_timeout() -> Duration {
+    super::DEFAULT_SHUTDOWN_TIMEOUT
 }
 
 impl Default for ServerSection {
@@ -61,6 +174,11 @@ impl Default for ServerSection {
             listen: Spanned::new(0..0, super::DEFAULT_LISTEN.to_string()),
             max_header_bytes: default_max_header_bytes(),
             header_read_timeout: default_header_read_timeout(),
+            max_connections: default_max_connections(),
+            max_body_bytes: None,
+            shutdown_timeout: default_shutdown_timeout(),
+            watch_config: true,
+            tls: None,
         }
     }
 }
@@ -213,6 +331,16 @@ pub struct UpstreamSection {
     /// Time allowed for the response head to arrive.
     #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// `http1` (default) or `http2` (cleartext with prior knowledge, as
+    /// gRPC services expect; over TLS, ALPN chooses).
+    pub protocol: Option<Spanned<String>>,
+    /// For `https://` upstreams: PEM CA certificates to trust instead of
+    /// the system roots.
+    pub ca: Option<Spanned<String>>,
+    /// PEM certificate chain presented to an `https://` upstream.
+    pub client_cert: Option<Spanned<String>>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<Spanned<String>>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -243,10 +371,50 @@ pub struct RouteSection {
     /// Forward the client's credential header upstream (off by default).
     #[serde(default)]
     pub forward_credential: bool,
+    /// Largest request body in bytes; larger bodies get 413. Overrides
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// CORS preflight handling: `answer` (the gateway answers `OPTIONS`
+    /// preflights without a key) or `pass` (preflights go upstream without
+    /// a key). Absent: preflights get 404 like any unmatched request.
+    pub cors: Option<Spanned<String>>,
+    /// Rate limits for this route in place of the `[limits.rate]`
+    /// defaults, such as `{ per_key = 5000, period = "1m" }`.
+    pub rate_limit: Option<RouteRateSection>,
+    /// `traces`: each request counts against the workspace's monthly
+    /// trace limits.
+    pub usage: Option<Spanned<String>>,
+    /// Traces counted per request on a `usage` route; 1 if absent.
+    pub usage_cost: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address and port of the admin API listener.
+    pub listen: Spanned<String>,
+    /// Let workspace Admins invite users into the organization, as
+    /// Organization Users of their own workspace. Off by default: only
+    /// Organization Admins invite.
+    #[serde(default)]
+    pub workspace_admins_can_invite: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, super::DEFAULT_ADMIN_LISTEN.to_string()),
+            workspace_admins_can_invite: false,
+        }
+    }
 }
 
 impl FileConfig {
     pub(super) fn validate(self, text: &str) -> Result<Config, ConfigError> {
+        let admin_listen: SocketAddr = self.admin.listen.get_ref().parse().map_err(|e| {
+            ConfigError::new("admin.listen", format!("invalid socket address: {e}"))
+                .at(text, self.admin.listen.span())
+        })?;
         let listen: SocketAddr = self.server.listen.get_ref().parse().map_err(|e| {
             ConfigError::new("server.listen", format!("invalid socket address: {e}"))
                 .at(text, self.server.listen.span())
@@ -259,6 +427,34 @@ impl FileConfig {
             )
             .at(text, self.server.max_header_bytes.span()));
         }
+
+        let max_connections = *self.server.max_connections.get_ref();
+        if max_connections == 0 {
+            return Err(
+                ConfigError::new("server.max_connections", "must be at least 1")
+                    .at(text, self.server.max_connections.span()),
+            );
+        }
+        let metrics_listen: SocketAddr = self.metrics.listen.get_ref().parse().map_err(|e| {
+            ConfigError::new("metrics.listen", format!("invalid socket address: {e}"))
+                .at(text, self.metrics.listen.span())
+        })?;
+        let log_format = match &self.log.format {
+            None => LogFormat::Text,
+            Some(value) => match value.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::new(
+                        "log.format",
+                        format!("unknown log format {other:?}: expected \"text\" or \"json\""),
+                    )
+                    .at(text, value.span()))
+                }
+            },
+        };
+        let cors =
+            CorsConfig::new(&self.cors).map_err(|message| ConfigError::new("cors", message))?;
 
         let store_url = self.store.url.get_ref();
         if crate::store::sqlite_path(store_url).is_none() {
@@ -309,6 +505,46 @@ impl FileConfig {
                 )
                 .at(text, section.name.span()));
             }
+            let protocol = match &section.protocol {
+                None => UpstreamProtocol::Http1,
+                Some(value) => match value.get_ref().as_str() {
+                    "http1" => UpstreamProtocol::Http1,
+                    "http2" => UpstreamProtocol::Http2,
+                    other => {
+                        return Err(ConfigError::new(
+                            field("protocol"),
+                            format!("unknown protocol {other:?}: expected \"http1\" or \"http2\""),
+                        )
+                        .at(text, value.span()))
+                    }
+                },
+            };
+            let tls = crate::tls::UpstreamTls {
+                ca: section.ca.as_ref().map(|p| p.get_ref().into()),
+                client_cert: match (&section.client_cert, &section.client_key) {
+                    (None, None) => None,
+                    (Some(cert), Some(key)) => Some((cert.get_ref().into(), key.get_ref().into())),
+                    (Some(cert), None) => {
+                        return Err(ConfigError::new(
+                            field("client_key"),
+                            "client_cert needs client_key",
+                        )
+                        .at(text, cert.span()))
+                    }
+                    (None, Some(key)) => {
+                        return Err(ConfigError::new(
+                            field("client_cert"),
+                            "client_key needs client_cert",
+                        )
+                        .at(text, key.span()))
+                    }
+                },
+            };
+            if tls.ca.is_some() || tls.client_cert.is_some() {
+                crate::tls::client_config(&tls).map_err(|e| {
+                    ConfigError::new(field("ca"), e.to_string()).at(text, section.url.span())
+                })?;
+            }
             let target = parse_upstream_url(section.url.get_ref()).map_err(|message| {
                 ConfigError::new(field("url"), message).at(text, section.url.span())
             })?;
@@ -317,22 +553,38 @@ impl FileConfig {
                 target,
                 connect_timeout: section.connect_timeout,
                 timeout: section.timeout,
+                protocol,
+                tls,
             });
         }
 
+        let request_limits = self.limits.validate(text)?;
         let specs = self
             .routes
             .into_iter()
-            .map(|r| RuleSpec {
-                id: r.id,
-                path: r.path,
-                methods: r.methods,
-                permission: r.permission,
-                upstream: r.upstream,
-                strip_prefix: r.strip_prefix,
-                forward_credential: r.forward_credential,
+            .enumerate()
+            .map(|(i, r)| {
+                let public = r.permission.get_ref() == "public";
+                let limits = RouteLimitFields {
+                    rate_limit: r.rate_limit,
+                    usage: r.usage,
+                    usage_cost: r.usage_cost,
+                }
+                .validate(i, public, &request_limits, text)?;
+                Ok(RuleSpec {
+                    id: r.id,
+                    path: r.path,
+                    methods: r.methods,
+                    permission: r.permission,
+                    upstream: r.upstream,
+                    strip_prefix: r.strip_prefix,
+                    forward_credential: r.forward_credential,
+                    max_body_bytes: r.max_body_bytes.or(self.server.max_body_bytes),
+                    cors: r.cors,
+                    limits,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let routes = build_routes(text, specs, &upstream_names)?;
 
         Ok(Config {
@@ -351,9 +603,24 @@ impl FileConfig {
             limits: ServerLimits {
                 max_header_bytes,
                 header_read_timeout: self.server.header_read_timeout,
+                max_connections,
+                shutdown_timeout: self.server.shutdown_timeout,
             },
+            watch_config: self.server.watch_config,
+            tls: self.server.tls.map(|t| ServerTls {
+                cert: t.cert.into_inner().into(),
+                key: t.key.into_inner().into(),
+            }),
+            metrics_listen,
+            log_format,
+            cors: Arc::new(cors),
             upstreams,
             routes: Arc::new(routes),
+            request_limits: Arc::new(request_limits),
+            admin: super::AdminConfig {
+                listen: admin_listen,
+                workspace_admins_can_invite: self.admin.workspace_admins_can_invite,
+            },
         })
     }
 }
@@ -373,11 +640,9 @@ fn parse_upstream_url(url: &str) -> Result<UpstreamTarget, String> {
         .scheme()
         .cloned()
         .ok_or_else(|| format!("URL {url:?} has no scheme: expected http://host:port"))?;
-    if scheme != http::uri::Scheme::HTTP {
-        // NOTE: HTTPS upstreams need a TLS client connector, which is not
-        // wired in yet.
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
         return Err(format!(
-            "unsupported scheme in {url:?}: only http:// is supported"
+            "unsupported scheme in {url:?}: expected http:// or https://"
         ));
     }
     let authority = uri

@@ -67,7 +67,7 @@ fn invalid_values_name_their_field() {
         ),
         ("[headers]\nrole = \"bad header\"\n", "headers.role"),
         (
-            "[[upstreams]]\nname = \"a\"\nurl = \"https://x\"\n",
+            "[[upstreams]]\nname = \"a\"\nurl = \"ftp://x\"\n",
             "upstreams[0].url",
         ),
         (

@@ -15,8 +15,21 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The request id, taken from the client or generated, sent upstream and
+/// returned in the response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The workspace's retention tier, sent upstream.
 pub static RETENTION_TIER: HeaderName = HeaderName::from_static("x-auth-retention-tier");
+
+/// Returns true if the client's `TE` header lists `trailers`.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
 
 /// Removes hop-by-hop headers (RFC 9110 section 7.6.1): the fixed list,
 /// and every header that `Connection` names.

@@ -117,6 +117,12 @@ pub struct TestGateway {
     pub admin_key: SecretKey,
     /// The SQLite file behind `store`, for tests that open it themselves.
     pub db_path: PathBuf,
+    /// The metrics and health listener.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The config file the gateway reloads from.
+    pub config_path: PathBuf,
+    /// The text first written to `config_path`.
+    pub config_text: String,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -164,6 +170,8 @@ timeout = "200ms"
             up = upstream.addr,
         );
         let config = Config::from_toml(&text).expect("test config is valid");
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, &text).expect("write config");
         let store = SqliteStore::open(&db).expect("open store");
         let setup = store
             .setup("Acme", "Default", "admin@acme.test", plan)
@@ -174,7 +182,11 @@ timeout = "200ms"
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = Server::from_listener(listener, config, Arc::new(store.clone()));
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics_addr = metrics_listener.local_addr().expect("addr");
+        let server = Server::from_listener(listener, config, Arc::new(store.clone()))
+            .with_metrics_listener(metrics_listener)
+            .with_config_path(config_path.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -188,6 +200,9 @@ timeout = "200ms"
             admin: setup.user_id,
             admin_key,
             db_path: db,
+            metrics_addr,
+            config_path,
+            config_text: text,
             _dir: dir,
             shutdown: Some(tx),
             task: Some(task),

@@ -151,6 +151,14 @@ def render_config(listen_port, store_path, langsmith_url, httpbin_url):
         "[server]",
         f"listen = {toml_string(f'{LOOPBACK}:{listen_port}')}",
         "",
+        "[metrics]",
+        # Port 0: each gateway of the run gets its own metrics port.
+        f"listen = {toml_string(f'{LOOPBACK}:0')}",
+        "",
+        "[admin]",
+        # Port 0 here too: the admin API listens next to each gateway.
+        f"listen = {toml_string(f'{LOOPBACK}:0')}",
+        "",
         "[store]",
         # sqlite:// followed by an absolute path, which starts with "/".
         f"url = {toml_string(f'sqlite://{store_path}')}",

@@ -316,7 +316,7 @@ impl SqliteStore {
     }
 }
 
-fn get_key(conn: &Connection, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+pub(crate) fn get_key(conn: &Connection, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
         params![id.to_string()],
@@ -342,7 +342,11 @@ fn insert_organization(
 }
 
 /// Inserts a workspace and its default tag keys; run inside a transaction.
-fn insert_workspace(conn: &Connection, organization: Uuid, name: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn insert_workspace(
+    conn: &Connection,
+    organization: Uuid,
+    name: &str,
+) -> Result<Uuid, StoreError> {
     let id = Uuid::new_v4();
     let now = unix_now();
     conn.execute(
@@ -358,7 +362,7 @@ fn insert_workspace(conn: &Connection, organization: Uuid, name: &str) -> Result
     Ok(id)
 }
 
-fn insert_user(conn: &Connection, email: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn insert_user(conn: &Connection, email: &str) -> Result<Uuid, StoreError> {
     let id = Uuid::new_v4();
     conn.execute(
         "INSERT INTO users (id, email, created_at) VALUES (?1, ?2, ?3)",
@@ -367,7 +371,7 @@ fn insert_user(conn: &Connection, email: &str) -> Result<Uuid, StoreError> {
     Ok(id)
 }
 
-fn upsert_organization_member(
+pub(crate) fn upsert_organization_member(
     conn: &Connection,
     organization: Uuid,
     user: Uuid,
@@ -382,7 +386,7 @@ fn upsert_organization_member(
     Ok(())
 }
 
-fn upsert_workspace_member(
+pub(crate) fn upsert_workspace_member(
     conn: &Connection,
     workspace: Uuid,
     user: Uuid,
