@@ -10,7 +10,8 @@
 # New corpus entries go to fuzz/corpus/TARGET, and crashing inputs to
 # fuzz/artifacts/TARGET. Files under fuzz/seeds/TARGET (and, for the config
 # target, the shipped config/) are read as extra seeds and never changed.
-# Exits 1 if any target failed to build or found a crash.
+# Exits 1 if any target failed to build or found a crash, and 2 if
+# FUZZ_SECONDS is invalid or cargo-fuzz is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

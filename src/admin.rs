@@ -58,6 +58,9 @@ pub struct AdminState {
     store: SqliteStore,
     /// Lets workspace Admins invite users into the organization.
     workspace_admins_can_invite: bool,
+    /// The gateway's limits: live usage counts, and refreshed after limit
+    /// changes. Without them, usage is read from the store.
+    limits: Option<Arc<crate::limits::Limits>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -83,7 +86,19 @@ impl AdminState {
             auth,
             store,
             workspace_admins_can_invite,
+            limits: None,
         }
+    }
+
+    /// Shares the gateway's limits, so that usage reads are live and limit
+    /// changes apply at once.
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    fn limits(&self) -> Option<&Arc<crate::limits::Limits>> {
+        self.limits.as_ref()
     }
 
     /// Authorizes `permission` against the caller's organization role.

@@ -316,7 +316,8 @@ fn serve(path: &Path) -> Result<(), String> {
             server.gateway().auth().clone(),
             admin_store,
             admin_config.workspace_admins_can_invite,
-        );
+        )
+        .with_limits(server.gateway().limits().clone());
         let admin = crate::admin::AdminServer::bind(admin_config.listen, admin_state)
             .await
             .map_err(|e| format!("cannot start the admin API on {}: {e}", admin_config.listen))?;

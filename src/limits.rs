@@ -5,7 +5,7 @@
 //!
 //! The gateway calls [`Limits::check_auth_throttle`] before a key lookup,
 //! [`Limits::note_auth_result`] after it, and [`Limits::admit`] once the
-//! caller is known. All three work in memory. The store holds usage
+//! caller is known. All three work in memory. The store keeps usage
 //! limits, usage counters and per-workspace rate overrides; a background
 //! task ([`Limits::maintain`]) rereads the limits and writes the counters.
 //!
@@ -39,7 +39,7 @@ use rate::{BucketKey, RateBuckets, Subject};
 use throttle::AuthThrottle;
 use usage::{Month, UsageLimits, UsageMeter};
 
-/// What a rate limit counts.
+/// The subject whose requests a rate limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateScope {
     /// Requests with one API key.
@@ -61,7 +61,7 @@ impl RateScope {
         RateScope::Key,
     ];
 
-    /// The scope's name, as a metric label.
+    /// Returns the scope's name, as a metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             RateScope::Key => "key",
@@ -71,7 +71,7 @@ impl RateScope {
         }
     }
 
-    /// What the limit applies to, for error details.
+    /// Returns the subject in words, for error details.
     fn subject(self) -> &'static str {
         match self {
             RateScope::Key => "this API key",
@@ -367,8 +367,8 @@ impl Limits {
     }
 
     /// Reads the limits and this month's usage counters from the store.
-    /// Called once before serving; a failure is logged and retried by
-    /// [`Limits::maintain`].
+    /// Called once before serving. A failure is logged, and
+    /// [`Limits::maintain`] retries the usage counters.
     pub async fn load(&self) {
         self.refresh().await;
         self.load_usage().await;
@@ -380,10 +380,14 @@ impl Limits {
             Ok(records) => {
                 self.usage.add_stored(month, &records);
                 self.usage_loaded.store(true, Ordering::Release);
-                tracing::info!(month = %month.label(), counters = records.len(), "usage counters loaded");
+                let count = records.len();
+                tracing::info!(month = %month.label(), counters = count, "usage counters loaded");
             }
             Err(error) => {
-                tracing::error!(%error, "failed to read usage counters; counting from zero until a retry succeeds");
+                tracing::error!(
+                    %error,
+                    "failed to read usage counters, so counting starts from zero until a retry succeeds"
+                );
             }
         }
     }
@@ -445,7 +449,11 @@ impl Limits {
             let records = increments.iter().map(|(_, r)| r.clone()).collect();
             if let Err(error) = self.store.add_usage(records).await {
                 bump(&self.counters.usage_write_failures);
-                tracing::error!(%error, counters = increments.len(), "failed to write usage counters; retrying at the next flush");
+                tracing::error!(
+                    %error,
+                    counters = increments.len(),
+                    "failed to write usage counters, retrying at the next flush"
+                );
                 self.usage.restore(&increments);
                 return;
             }
@@ -466,7 +474,7 @@ impl Limits {
         let mut refresh = tokio::time::interval(config.refresh_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Both intervals tick at once on the first poll; `load` just ran.
+        // Both intervals tick at once on the first poll, and `load` just ran.
         flush.tick().await;
         refresh.tick().await;
         tokio::pin!(stop);
@@ -484,8 +492,8 @@ impl Limits {
         }
     }
 
-    /// A workspace's usage in the current month as counted in memory, with
-    /// its limits. This is the live count; the store lags it by up to one
+    /// Returns a workspace's usage in the current month as counted in
+    /// memory, with its limits. This is the live count; the store lags it by up to one
     /// flush interval.
     pub fn current_usage(&self, workspace: Uuid) -> WorkspaceUsage {
         let month = Month::containing(self.clock.unix_time());
@@ -507,8 +515,8 @@ impl Limits {
     }
 }
 
-/// Rounds up to whole seconds, at least 1, as `Retry-After` takes them
-/// (RFC 9110 section 10.2.3).
+/// Rounds up to whole seconds, at least 1, because `Retry-After` takes
+/// whole seconds.
 fn whole_seconds(duration: Duration) -> u64 {
     let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     secs.max(1)

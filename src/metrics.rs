@@ -123,7 +123,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        Self {
+        let metrics = Self {
             requests: counter_vec(
                 "portcullis_requests_total",
                 "Requests by route rule, method, status class and outcome.",
@@ -193,7 +193,11 @@ impl Metrics {
                 "1 if the last configuration reload succeeded, 0 if it failed.",
             ),
             registry,
-        }
+        };
+        // The configuration loaded at start counts as a successful load, so
+        // an alert on this gauge does not fire on a fresh process.
+        metrics.config_last_reload_success.set(1);
+        metrics
     }
 
     /// Records a finished request. `upstream` is the time spent waiting for

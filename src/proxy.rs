@@ -9,7 +9,6 @@ pub mod headers;
 mod upgrade;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,7 @@ use crate::routing::canonical::canonicalize;
 use crate::routing::CorsMode;
 use crate::routing::{Requirement, Rule};
 use crate::store::Store;
-use body::CappedBody;
+use body::{BodyFailure, BodyStatus, CappedBody};
 
 /// Errors a response body can carry.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -217,6 +216,10 @@ impl Gateway {
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let method = request.method().clone();
+        // A rejected request's body is never read, so the connection cannot
+        // be reused: the next request would start somewhere in that body.
+        let unread_body = request.version() < http::Version::HTTP_2
+            && !hyper::body::Body::is_end_stream(request.body());
         let is_grpc = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -238,6 +241,12 @@ impl Gateway {
             if rejection.is_auth_failure() {
                 self.metrics.record_auth_failure(rejection.code());
             }
+            match &rejection {
+                Rejection::RateLimited { .. } => self.metrics.record_limited("rate"),
+                Rejection::AuthThrottled { .. } => self.metrics.record_limited("auth_throttle"),
+                Rejection::UsageLimitExceeded { .. } => self.metrics.record_limited("usage"),
+                _ => {}
+            }
             record
                 .outcome
                 .get_or_insert(if rejection.is_upstream_failure() {
@@ -245,11 +254,19 @@ impl Gateway {
                 } else {
                     Outcome::Rejected
                 });
-            if is_grpc {
+            let mut response = if is_grpc {
                 rejection.into_grpc_response::<String>().map(full_body)
             } else {
                 rejection.into_response::<String>().map(full_body)
+            };
+            if unread_body {
+                // Said explicitly so that clients do not reuse the
+                // connection that hyper closes after this response.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            response
         });
         response
             .headers_mut()
@@ -362,14 +379,25 @@ impl Gateway {
                     UpstreamProtocol::Http1 => http::Version::HTTP_11,
                     UpstreamProtocol::Http2 => http::Version::HTTP_2,
                 };
-                let (body, exceeded) = CappedBody::new(body, rule.max_body_bytes);
+                let (body, body_status) = CappedBody::new(body, rule.max_body_bytes);
                 let result = self
-                    .forward(upstream, Request::from_parts(parts, body), record, upgrade)
+                    .forward(
+                        upstream,
+                        Request::from_parts(parts, body),
+                        record,
+                        upgrade,
+                        &body_status,
+                    )
                     .await;
-                if exceeded.load(Ordering::Relaxed) {
-                    return Err(Rejection::PayloadTooLarge);
+                match body_status.failure() {
+                    Some(BodyFailure::TooLarge) => return Err(Rejection::PayloadTooLarge),
+                    Some(BodyFailure::ClientError) => {
+                        return Err(Rejection::BadRequest(
+                            "the request body is malformed or ended early",
+                        ))
+                    }
+                    None => result?,
                 }
-                result?
             }
         };
         if rule.cors == Some(CorsMode::Answer) {
@@ -384,6 +412,7 @@ impl Gateway {
         request: Request<CappedBody>,
         record: &mut RequestRecord,
         upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
+        body_status: &BodyStatus,
     ) -> Result<Response<ResponseBody>, Rejection> {
         let name = &upstream.config.name;
         let started = Instant::now();
@@ -392,6 +421,11 @@ impl Gateway {
         record.upstream_time = started.elapsed();
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            Ok(Err(_)) if body_status.failure().is_some() => {
+                // The client's body failed, not the upstream; the caller
+                // answers for the body.
+                return Err(Rejection::UpstreamUnavailable);
+            }
             Ok(Err(error)) => {
                 self.metrics.record_upstream_error(name, "unavailable");
                 tracing::warn!(upstream = %name, error = %error_chain(&error), "upstream request failed");

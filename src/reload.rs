@@ -51,6 +51,12 @@ pub async fn watch(gateway: Arc<Gateway>, path: PathBuf, loaded: Option<[u8; 32]
 /// Loads `path` and puts it in force if it is valid. Returns whether it was.
 pub fn reload(gateway: &Gateway, path: &Path, trigger: &str) -> bool {
     match Config::load(path) {
+        Ok(config) if config.routes.rules().is_empty() => {
+            // An empty or truncated file parses as a valid configuration
+            // with no routes, which would reject every request.
+            let error = "the new configuration has no route rules";
+            failed(gateway, path, trigger, &error)
+        }
         Ok(config) => {
             let rules = config.routes.rules().len();
             match gateway.reload(config) {

@@ -9,6 +9,7 @@ use portcullis::authz::{
 };
 use portcullis::store::sqlite::Actor;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn workspace_roles_on_workspace_management() {
@@ -523,4 +524,41 @@ async fn removing_a_service_account_removes_its_keys() {
         .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(h.gateway("GET", &key, None).await.status, 401);
+}
+
+#[tokio::test]
+async fn usage_is_read_live_and_new_limits_apply_at_once() {
+    let h = Harness::start("enterprise").await;
+    let settings = format!("/v1/workspaces/{}/settings", h.workspace);
+    let usage = format!("/v1/workspaces/{}/usage", h.workspace);
+    let limit = json!({"usage_limits": {"all_traces": 2}});
+    assert_eq!(h.owner("PATCH", &settings, limit).await.status, 200);
+
+    for _ in 0..2 {
+        assert_eq!(h.gateway("POST", &h.owner_key, None).await.status, 200);
+    }
+    let over = h.gateway("POST", &h.owner_key, None).await;
+    assert_eq!(over.status, 429);
+    assert_eq!(over.error_code(), "usage_limit_exceeded");
+
+    let read = h.owner("GET", &usage, Value::Null).await;
+    assert_eq!(read.status, 200);
+    let read = read.json();
+    assert_eq!(read["all_traces"], 2);
+    assert_eq!(read["all_traces_limit"], 2);
+    assert_eq!(read["extended_traces"], 0);
+
+    // Organization Users may view usage too.
+    let (_, member) = h.user(
+        "viewer@acme.test",
+        ORGANIZATION_USER,
+        Some(WORKSPACE_VIEWER),
+    );
+    assert_eq!(
+        h.call("GET", &usage, &member, Value::Null).await.status,
+        200
+    );
+    // A workspace of no organization the caller belongs to is not found.
+    let elsewhere = format!("/v1/workspaces/{}/usage", Uuid::new_v4());
+    assert_eq!(h.owner("GET", &elsewhere, Value::Null).await.status, 404);
 }

@@ -492,3 +492,42 @@ async fn cors_preflight_passes_upstream_without_identity() {
     let response = send(gw.addr, "OPTIONS", "/api/v1/runs/x", &preflight, b"").await;
     assert_eq!(response.status, 404);
 }
+
+#[tokio::test]
+async fn malformed_client_body_gets_400_not_upstream_error() {
+    let gw = TestGateway::start().await;
+    let key = gw.admin_key.expose();
+    let raw = format!(
+        "POST /api/v1/runs HTTP/1.1\r\nHost: gw\r\nx-api-key: {key}\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n"
+    );
+    let response =
+        common::http::parse_response(&common::send_raw(gw.addr, raw.as_bytes()).await).unwrap();
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(response.error_code(), "bad_request");
+    let text = scrape(&gw).await;
+    assert!(
+        !text.contains("portcullis_upstream_errors_total{"),
+        "a client's body was counted as an upstream error"
+    );
+}
+
+#[tokio::test]
+async fn empty_config_reload_is_rejected() {
+    let gw = TestGateway::start().await;
+    let text = scrape(&gw).await;
+    // The configuration loaded at start counts as a success.
+    assert_eq!(
+        sample(&text, "portcullis_config_last_reload_success"),
+        Some(1.0)
+    );
+
+    replace_file(&gw.config_path, "");
+    let counted = eventually(Duration::from_secs(10), || async {
+        let text = scrape(&gw).await;
+        sample(&text, "portcullis_config_reloads_total{result=\"failure\"}") == Some(1.0)
+    })
+    .await;
+    assert!(counted, "the empty file was not rejected");
+    assert_eq!(gw.get("/api/v1/info", &[]).await.status, 200);
+}

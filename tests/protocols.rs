@@ -258,6 +258,9 @@ async fn start_grpc() -> SocketAddr {
     addr
 }
 
+// tonic's interceptors return `Result<_, tonic::Status>`, a large error
+// type this test does not choose.
+#[allow(clippy::result_large_err)]
 #[tokio::test]
 async fn grpc_call_passes_with_trailers() {
     use tonic_health::pb::health_client::HealthClient;
@@ -524,4 +527,30 @@ async fn https_upstream_with_configured_ca_and_client_certificate() {
     .await;
     let response = common::send(system_roots.addr, "GET", "/secure/data", &[], b"").await;
     assert_eq!(response.status, 502);
+}
+
+#[tokio::test]
+async fn bytes_after_refused_upgrade_are_judged_as_requests() {
+    // The recording upstream answers 200, not 101, to an upgrade request.
+    let upstream = common::Upstream::start().await;
+    let gw = start(&recorder_routes(upstream.addr), None).await;
+    let raw = format!(
+        "GET /api/v1/runs/ws HTTP/1.1\r\nHost: gw\r\nx-api-key: {}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\
+         GET /api/v1/runs/smuggled HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        gw.key
+    );
+    let bytes = common::send_raw(gw.addr, raw.as_bytes()).await;
+    let text = String::from_utf8_lossy(&bytes);
+    // Bodies end without a newline, so status lines are found by content.
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &text[at..at + 12])
+        .collect();
+    assert_eq!(statuses.len(), 2, "{text}");
+    assert!(statuses[0].starts_with("HTTP/1.1 200"), "{text}");
+    // The second request carries no key, so it is rejected on its own.
+    assert!(statuses[1].starts_with("HTTP/1.1 401"), "{text}");
+    let targets: Vec<String> = upstream.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, vec!["/api/v1/runs/ws".to_string()]);
 }

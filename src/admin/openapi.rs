@@ -53,6 +53,7 @@ use super::{invitations, keys, organization, roles, tags, workspaces};
         workspaces::set_service_account,
         workspaces::remove_service_account,
         workspaces::settings,
+        workspaces::usage,
         workspaces::update_settings,
         tags::keys,
         tags::create_key,

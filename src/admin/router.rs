@@ -111,6 +111,7 @@ async fn route_workspace(
         (&M::PATCH, []) => workspaces::rename(state, call, ws).await,
         (&M::DELETE, []) => workspaces::delete(state, call, ws).await,
         (&M::GET, ["settings"]) => workspaces::settings(state, call, ws).await,
+        (&M::GET, ["usage"]) => workspaces::usage(state, call, ws).await,
         (&M::PATCH, ["settings"]) => workspaces::update_settings(state, call, ws).await,
 
         (&M::GET, ["members"]) => workspaces::members(state, call, ws).await,

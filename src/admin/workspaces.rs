@@ -252,6 +252,32 @@ pub(super) async fn settings(state: &AdminState, call: &Call, ws: Uuid) -> Resul
     Reply::ok(&state.read(move |s| s.workspace_settings(org, ws)).await?)
 }
 
+/// Reads a workspace's usage in the current calendar month (UTC) with its
+/// limits. Permission: `organization:read`. Counts are live when the admin
+/// API runs next to the gateway, and lag by up to the usage flush interval
+/// when read from the store.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace_id}/usage", tag = "workspaces",
+    params(("workspace_id" = Uuid, Path, description = "The workspace id")),
+    responses((status = 200, body = crate::store::limits::WorkspaceUsage),
+        (status = "4XX", body = super::error::ErrorBody)))]
+pub(super) async fn usage(state: &AdminState, call: &Call, ws: Uuid) -> Result<Reply, ApiError> {
+    let caller = state.organization(call, "organization:read").await?;
+    let org = caller.org_id;
+    // Answers 404 for a workspace of another organization.
+    state.read(move |s| s.workspace_settings(org, ws)).await?;
+    let usage = match state.limits() {
+        Some(limits) => limits.current_usage(ws),
+        None => {
+            let now = time::OffsetDateTime::now_utc();
+            let month = format!("{:04}-{:02}", now.year(), u8::from(now.month()));
+            state
+                .read(move |s| Ok(s.usage_for_workspace(ws, &month)?))
+                .await?
+        }
+    };
+    Reply::ok(&usage)
+}
+
 /// Changes a workspace's retention tier and usage limits. Permission:
 /// `organization:manage-settings`.
 #[utoipa::path(patch, path = "/v1/workspaces/{workspace_id}/settings", tag = "workspaces",
@@ -290,5 +316,8 @@ pub(super) async fn update_settings(
             s.update_workspace_settings(actor, org, ws, &change)
         })
         .await?;
+    if let Some(limits) = state.limits() {
+        limits.refresh().await;
+    }
     Reply::ok(&updated)
 }

@@ -11,7 +11,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Time since the Unix epoch (UTC).
     fn unix_time(&self) -> Duration;
 
-    /// Time since an arbitrary fixed start; never decreases.
+    /// Time since an arbitrary fixed start. It never decreases.
     fn monotonic(&self) -> Duration;
 }
 

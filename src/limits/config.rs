@@ -223,8 +223,8 @@ impl RateQuota {
         NonZeroU32::new(requests).map(|requests| Self { requests, period })
     }
 
-    /// The equivalent governor quota: a burst of `requests`, refilled one
-    /// request every `period / requests`.
+    /// Returns the equivalent governor quota: a burst of `requests`,
+    /// refilled one request every `period / requests`.
     pub(crate) fn to_governor(self) -> governor::Quota {
         let interval = self.period / self.requests.get();
         governor::Quota::with_period(interval.max(Duration::from_nanos(1)))
@@ -275,7 +275,7 @@ pub struct FailedAuthConfig {
     pub block_for: Duration,
 }
 
-/// What a request on a metered route costs.
+/// The cost of a request on a metered route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageCharge {
     /// Traces counted per request.

@@ -6,8 +6,8 @@
 //! differ per workspace (stored overrides) and per route. And moka bounds
 //! the memory by construction: an entry expires once it has been idle for
 //! its quota's period, when its bucket would be full again anyway, so
-//! dropping it changes no decision; and the cache never holds more than
-//! `max_buckets` entries. Under a flood of distinct keys moka's admission
+//! dropping it changes no decision. And the cache never contains more
+//! than `max_buckets` entries. Under a flood of distinct keys moka's admission
 //! policy keeps the frequently seen buckets and drops the one-off ones,
 //! which start from a full bucket if they come back.
 

@@ -23,7 +23,7 @@ pub struct Month {
 }
 
 impl Month {
-    /// The month that contains `unix_time`.
+    /// Returns the month that contains `unix_time`.
     pub fn containing(unix_time: Duration) -> Self {
         let secs = i64::try_from(unix_time.as_secs()).unwrap_or(i64::MAX);
         let at = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -40,7 +40,7 @@ impl Month {
             .unwrap_or(i64::MAX)
     }
 
-    /// The following month.
+    /// Returns the following month.
     pub fn next(self) -> Self {
         match self.month {
             time::Month::December => Self {
@@ -73,7 +73,7 @@ impl Counter {
         self.value
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |value| {
                 let next = value.checked_add(cost)?;
-                limit.map_or(true, |l| next <= l).then_some(next)
+                limit.is_none_or(|l| next <= l).then_some(next)
             })
             .is_ok()
     }
@@ -152,7 +152,7 @@ impl UsageMeter {
         }
     }
 
-    /// The counter's value in memory.
+    /// Returns the counter's value in memory.
     pub(crate) fn value(&self, workspace: Uuid, month: Month, which: UsageCounter) -> u64 {
         self.counters
             .get(&(workspace, month))
@@ -210,8 +210,8 @@ impl UsageMeter {
         }
     }
 
-    /// Drops the counters of months before `current` that the store holds
-    /// in full.
+    /// Drops the counters of months before `current` that are fully
+    /// written to the store.
     pub(crate) fn drop_stored_before(&self, current: Month) {
         self.counters.retain(|(_, month), counters| {
             *month >= current

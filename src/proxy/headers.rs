@@ -15,6 +15,8 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// The request id, taken from the client or generated, sent upstream and
 /// returned in the response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -94,18 +96,25 @@ pub fn remove_client_identity(
     }
 }
 
-/// Appends the `X-Forwarded-*` headers for this hop.
+/// Sets the `X-Forwarded-*` headers for this hop.
 pub fn append_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
+    // The client address is appended to any chain a proxy in front built.
+    // Scheme and host are what this gateway saw: a client-sent value would
+    // be the first entry that frameworks read, so it is replaced. The other
+    // client-address headers are removed rather than left unchecked.
     append_list(headers, &X_FORWARDED_FOR, &client.to_string());
-    append_list(headers, &X_FORWARDED_PROTO, proto);
-    if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        append_list(headers, &X_FORWARDED_HOST, host);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    headers.remove(&X_FORWARDED_HOST);
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
     }
+    headers.remove(&FORWARDED);
+    headers.remove(&X_REAL_IP);
 }
 
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {

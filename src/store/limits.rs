@@ -17,7 +17,7 @@ pub enum UsageCounter {
 impl UsageCounter {
     pub const ALL: [UsageCounter; 2] = [UsageCounter::AllTraces, UsageCounter::ExtendedTraces];
 
-    /// The name used in the store and in error bodies.
+    /// Returns the name used in the store and in error bodies.
     pub fn as_str(self) -> &'static str {
         match self {
             UsageCounter::AllTraces => "all_traces",
@@ -59,8 +59,8 @@ pub struct UsageLimitRecord {
 }
 
 /// Rate limits that replace the configured defaults for one workspace.
-/// They apply on routes that keep the `[limits.rate]` defaults; a route
-/// with its own `rate_limit` keeps that.
+/// They apply on routes that keep the `[limits.rate]` defaults, while a
+/// route with its own `rate_limit` keeps that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateOverrideRecord {
     pub workspace_id: Uuid,
@@ -81,7 +81,7 @@ pub struct StoredLimits {
 }
 
 /// A workspace's usage in one month, with its limits.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct WorkspaceUsage {
     pub workspace_id: Uuid,
     /// Calendar month (UTC) as `YYYY-MM`.

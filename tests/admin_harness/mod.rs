@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub use self::http::HttpResponse;
 
 /// Gateway routes: reading runs needs `runs:read`, creating them
-/// `runs:create`.
+/// `runs:create` and counts as trace usage.
 const ROUTES: &str = r#"
 [[upstreams]]
 name = "echo"
@@ -43,6 +43,7 @@ path = "/api/v1/runs/**"
 methods = ["POST"]
 permission = "runs:create"
 upstream = "echo"
+usage = "traces"
 "#;
 
 /// A running gateway and admin API over one store, with an organization
@@ -102,7 +103,8 @@ impl Harness {
             server.gateway().auth().clone(),
             store.clone(),
             workspace_admins_can_invite,
-        );
+        )
+        .with_limits(server.gateway().limits().clone());
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = admin_listener.local_addr().expect("addr");
         let admin_server = AdminServer::from_listener(admin_listener, state);
