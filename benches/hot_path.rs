@@ -3,9 +3,9 @@
 //! key-cache lookup, the permission check, and the identity header rewrite.
 //!
 //! `hot_path/full` runs the steps of one authenticated request in the order
-//! `Gateway::process` and `Gateway::authenticate` run them. It leaves out
-//! reading the credential from the header map and the header rewrite, which
-//! are private to the proxy or measured in the `headers` group.
+//! `Gateway::process` and `Authenticator::authenticate` run them. It leaves
+//! out reading the credential from the header map, which is private to
+//! `authn`, and the header rewrite, which the `headers` group measures.
 //!
 //! Run with `cargo bench --bench hot_path`. The whole run takes about 70 s
 //! after the build; pass a filter such as `hot_path/full` to run fewer.
@@ -440,7 +440,8 @@ fn hot_path(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    // The whole rewrite in the order `Gateway::rewrite_headers` runs it.
+    // The whole rewrite in the order `proxy::rewrite_headers` runs it for an
+    // HTTP/1.1 upstream.
     group.bench_function("rewrite", |b| {
         b.iter_batched_ref(
             || client_headers.clone(),
