@@ -1,6 +1,6 @@
 //! The configuration file: a TOML document read in two steps.
 //!
-//! [`file`] holds the serde structs that mirror the file (unknown fields are
+//! [`file`] contains the serde structs that mirror the file (unknown fields are
 //! rejected), and [`Config::from_toml`] validates them into the runtime
 //! configuration. Every error names the field at fault and, where the file
 //! says where it was, the line.
@@ -29,7 +29,7 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
 /// Default lifetime of a cached key. This bounds how long a revocation made
 /// by another gateway process takes to reach this one.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Default lifetime of a cached "no such key" answer, kept short so that a
+/// Default lifetime of a cached "no such key" result, kept short so that a
 /// newly created key works quickly.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Date after which legacy `ls__` keys are rejected, as announced for the
@@ -99,12 +99,13 @@ impl ConfigError {
         self
     }
 
-    /// The dotted name of the field at fault, such as `routes[2].upstream`.
+    /// Returns the dotted name of the field at fault, such as
+    /// `routes[2].upstream`.
     pub fn field(&self) -> &str {
         &self.field
     }
 
-    /// The line of the file at fault, when known.
+    /// Returns the line of the file at fault, when known.
     pub fn line(&self) -> Option<usize> {
         self.line
     }
@@ -156,7 +157,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// What preflight answers allow.
+/// Origins, headers and cache lifetime allowed in preflight responses.
 #[derive(Debug, Clone, Default)]
 pub struct CorsConfig {
     /// `None`: any origin.
@@ -196,7 +197,7 @@ pub struct AdminConfig {
     pub workspace_admins_can_invite: bool,
 }
 
-/// Where identities are stored.
+/// Location of the identity store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub url: String,
@@ -229,7 +230,7 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub protocol: UpstreamProtocol,
-    /// How `https://` upstreams are verified.
+    /// Trust roots and client certificate for `https://` upstreams.
     pub tls: crate::tls::UpstreamTls,
 }
 
@@ -241,7 +242,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// What an upstream is.
+/// Kind of an upstream and its address.
 #[derive(Debug, Clone)]
 pub enum UpstreamTarget {
     /// An HTTP service: scheme and authority, plus a path prefix that is
@@ -251,7 +252,7 @@ pub enum UpstreamTarget {
         authority: http::uri::Authority,
         base_path: String,
     },
-    /// The built-in echo service, answered in process: it returns what the
+    /// The built-in echo service, run in process: it returns what the
     /// upstream would have received.
     Echo,
 }
@@ -339,7 +340,7 @@ impl Config {
         file.validate(text)
     }
 
-    /// The upstream with this name, by index into `upstreams`.
+    /// Returns the index in `upstreams` of the upstream named `name`.
     pub fn upstream_index(&self, name: &str) -> Option<usize> {
         self.upstreams.iter().position(|u| u.name == name)
     }

@@ -50,7 +50,7 @@ pub struct FileConfig {
     /// Log output.
     #[serde(default)]
     pub log: LogSection,
-    /// Answers to CORS preflight requests, for routes with `cors = "answer"`.
+    /// CORS preflight responses, for routes with `cors = "answer"`.
     #[serde(default)]
     pub cors: CorsSection,
     /// Rate limits, the failed-authentication throttle and usage counters.
