@@ -37,7 +37,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    /// The name used in the store, headers and logs.
+    /// Returns the name used in the store, headers and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::Legacy => "legacy",
@@ -101,7 +101,7 @@ impl fmt::Debug for KeyHash {
     }
 }
 
-/// Why a credential was not accepted before any lookup.
+/// Shape error that rejects a credential before any lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFormatError {
     #[error("the API key has an unknown prefix")]

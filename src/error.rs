@@ -11,7 +11,7 @@ use crate::proxy::framing::FramingError;
 use crate::routing::canonical::PathError;
 use crate::store::UsageCounter;
 
-/// A request the gateway answers itself.
+/// Reason the gateway rejects a request without forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("the request path is not acceptable: {0}")]
@@ -120,7 +120,7 @@ impl Rejection {
         }
     }
 
-    /// The stable error code.
+    /// Returns the stable error code.
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::InvalidPath(_) => "invalid_path",

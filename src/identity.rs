@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::credential::KeyKind;
 
-/// Who a key acts for.
+/// Principal a key acts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
     User(Uuid),
@@ -93,13 +93,13 @@ impl EffectiveRole {
         &self.name_header
     }
 
-    /// All permissions, comma-separated.
+    /// Returns all permissions, comma-separated, as a header value.
     pub fn permissions_header(&self) -> &HeaderValue {
         &self.permissions_header
     }
 }
 
-/// What a key may do in one workspace.
+/// Role and retention tier of a key in one workspace.
 #[derive(Debug)]
 pub struct WorkspaceGrant {
     pub workspace_id: Uuid,
@@ -179,13 +179,13 @@ impl Identity {
         self
     }
 
-    /// The grant for `workspace_id`, if the key can reach it.
+    /// Returns the grant for `workspace_id`, if the key can reach it.
     pub fn workspace(&self, workspace_id: Uuid) -> Option<&WorkspaceGrant> {
         self.workspace_index(workspace_id)
             .map(|i| &self.workspaces[i])
     }
 
-    /// The index in `workspaces` of the grant for `workspace_id`.
+    /// Returns the index in `workspaces` of the grant for `workspace_id`.
     pub fn workspace_index(&self, workspace_id: Uuid) -> Option<usize> {
         self.workspaces
             .binary_search_by_key(&workspace_id, |g| g.workspace_id)

@@ -25,9 +25,9 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The upstream answered.
+    /// The upstream sent a response.
     Forwarded,
-    /// The gateway answered without contacting an upstream.
+    /// The gateway responded without contacting an upstream.
     Rejected,
     /// The upstream failed or timed out.
     UpstreamError,

@@ -83,8 +83,8 @@ impl Upstream {
     }
 }
 
-/// What a configuration turns into: routes and upstream pools. Swapped as
-/// a whole on reload; requests in flight keep the one they started with.
+/// The routes and upstream pools built from one configuration. Swapped as a
+/// whole on reload, while requests in flight keep the one they started with.
 struct Runtime {
     config: Arc<Config>,
     upstreams: Vec<Upstream>,
@@ -156,12 +156,12 @@ impl Gateway {
         &self.limits
     }
 
-    /// The configuration in force.
+    /// Returns the configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.runtime.load().config.clone()
     }
 
-    /// The authenticator, shared with the admin API.
+    /// Returns the authenticator, which the admin API shares.
     pub fn auth(&self) -> &Arc<Authenticator> {
         &self.auth
     }
@@ -422,8 +422,8 @@ impl Gateway {
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(_)) if body_status.failure().is_some() => {
-                // The client's body failed, not the upstream; the caller
-                // answers for the body.
+                // The client's body failed, not the upstream, so the caller
+                // turns the body's failure into 400 or 413.
                 return Err(Rejection::UpstreamUnavailable);
             }
             Ok(Err(error)) => {
@@ -498,7 +498,8 @@ fn rewrite_headers(
     }
 }
 
-/// The client's `X-Request-Id` if it is a plausible id, or a new UUID.
+/// Returns the client's `X-Request-Id` if it is a plausible id, or a new
+/// UUID.
 fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     let mut values = headers.get_all(&headers::REQUEST_ID).iter();
     if let (Some(value), None) = (values.next(), values.next()) {

@@ -34,7 +34,7 @@ pub struct RuleSpec {
     pub limits: RouteLimits,
 }
 
-/// How a route handles CORS preflight requests.
+/// CORS preflight handling of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorsMode {
     /// The gateway answers preflights itself, without a key.
@@ -43,7 +43,7 @@ pub enum CorsMode {
     Pass,
 }
 
-/// What a route requires of the caller.
+/// Requirement a route places on the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     /// No credential needed.
@@ -222,14 +222,14 @@ impl RouteTable {
             .find(|rule| rule.methods.contains(method) && rule.pattern.matches(path))
     }
 
-    /// Finds the rule a CORS preflight asks about: the one for the
-    /// requested method and `path`, if it handles preflights.
+    /// Finds the rule a CORS preflight is about: the one for the requested
+    /// method and `path`, if it handles preflights.
     pub fn find_preflight(&self, requested: &Method, path: &str) -> Option<&Rule> {
         self.find(requested, path)
             .filter(|rule| rule.cors.is_some())
     }
 
-    /// The rules in file order.
+    /// Returns the rules in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

@@ -113,7 +113,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records when keys were last used: `(key id, Unix seconds)`.
     async fn record_key_use(&self, uses: Vec<(Uuid, i64)>) -> Result<(), StoreError>;
 
-    /// Checks that the store answers.
+    /// Checks that the store responds to a query.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Reads every workspace's usage limits and rate-limit overrides.

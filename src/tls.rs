@@ -149,7 +149,8 @@ impl ResolvesServerCert for CertificateSource {
     }
 }
 
-/// The server configuration: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+/// Builds the server configuration: TLS 1.2 and 1.3, ALPN `h2` then
+/// `http/1.1`.
 pub fn server_config(source: Arc<CertificateSource>) -> Result<rustls::ServerConfig, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -159,8 +160,8 @@ pub fn server_config(source: Arc<CertificateSource>) -> Result<rustls::ServerCon
     Ok(config)
 }
 
-/// How an HTTPS upstream is verified and whether the gateway presents a
-/// client certificate.
+/// Trust roots for an HTTPS upstream, and the client certificate the
+/// gateway presents to it, if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// PEM file of CA certificates to trust instead of the system roots.
@@ -169,7 +170,7 @@ pub struct UpstreamTls {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
-/// The client configuration for HTTPS upstreams.
+/// Builds the client configuration for HTTPS upstreams.
 pub fn client_config(tls: &UpstreamTls) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match &tls.ca {

@@ -41,7 +41,7 @@ impl Actor {
     }
 }
 
-/// Why an admin read or write failed. A failed write changes nothing.
+/// Failure of an admin read or write. A failed write changes nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("{what} {id} not found")]
@@ -110,7 +110,7 @@ pub(crate) fn unique_on(
     }
 }
 
-/// Which part of a list to return.
+/// Page of a list to return: a size and a cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u32,
@@ -175,7 +175,7 @@ pub struct AuditRecord {
     pub at: i64,
 }
 
-/// Which audit records to return.
+/// Filter on the audit records to return.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub organization_id: Option<Uuid>,

@@ -26,7 +26,7 @@ pub const MAX_NAME_CHARS: usize = 128;
 const BASE_RETENTION_DAYS: u32 = 14;
 const EXTENDED_RETENTION_DAYS: u32 = 400;
 
-/// What a plan includes.
+/// Features and limits a plan includes.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlanInfo {
     pub id: String,
